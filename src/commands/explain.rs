@@ -1,0 +1,168 @@
+//! `explain`: what the group stage would do for a bundle or an existing container, without
+//! creating or changing anything. Exits non-zero where create would fail.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use libcontainer::container::Container;
+use serde::Serialize;
+
+use super::container_dir;
+use crate::config::Config;
+use crate::record::Record;
+use crate::spec_stage::identify::Identity;
+use crate::spec_stage::load::BundleSpec;
+use crate::spec_stage::{Evaluation, evaluate};
+
+/// Show identity, looked-up groups and the decision for a bundle or container
+#[derive(Args, Debug)]
+pub struct Explain {
+    /// Bundle directory to evaluate (its config.json is read, never written)
+    #[arg(short, long)]
+    pub bundle: Option<PathBuf>,
+    /// Output format
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+    /// An existing container; with --bundle, the id create would be given (defaults to the
+    /// bundle directory's name, which is the container id under containerd and CRI-O)
+    pub container_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    bundle: &'a Path,
+    #[serde(flatten)]
+    evaluation: &'a Evaluation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<Record>,
+}
+
+pub fn explain(args: Explain, root: &Path, config: &Config) -> Result<()> {
+    let (bundle, id, spec, record) = match (&args.bundle, &args.container_id) {
+        (Some(bundle), id) => {
+            let id = match id {
+                Some(id) => id.clone(),
+                None => bundle_dir_name(bundle)?,
+            };
+            let spec = BundleSpec::load(bundle)?;
+            (bundle.clone(), id, spec, None)
+        }
+        (None, Some(id)) => {
+            let dir = container_dir(root, id)?;
+            if !dir.exists() {
+                bail!("container {id} does not exist");
+            }
+            let container = Container::load(dir.clone())
+                .with_context(|| format!("loading state of container {id}"))?;
+            let mut spec = BundleSpec::load(container.bundle())?;
+            spec.annotations = container
+                .state
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>();
+            let record = Record::load(&dir)?;
+            (container.bundle().clone(), id.clone(), spec, record)
+        }
+        (None, None) => bail!("explain needs --bundle or a container id"),
+    };
+    let evaluation = evaluate(&spec, &id, config, root)?;
+    let report = Report {
+        bundle: &bundle,
+        evaluation: &evaluation,
+        record,
+    };
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_text(&report, &spec));
+    }
+    Ok(())
+}
+
+fn bundle_dir_name(bundle: &Path) -> Result<String> {
+    let abs = bundle
+        .canonicalize()
+        .with_context(|| format!("resolving {}", bundle.display()))?;
+    abs.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("the bundle has no directory name; pass the container id")
+}
+
+fn gids(g: &[u32]) -> String {
+    if g.is_empty() {
+        return "(none)".to_owned();
+    }
+    g.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn render_text(report: &Report<'_>, spec: &BundleSpec) -> String {
+    let e = report.evaluation;
+    let mut out = String::new();
+    let _ = writeln!(out, "container:        {}", e.container_id);
+    let _ = writeln!(out, "bundle:           {}", report.bundle.display());
+    let identity = match &e.identity {
+        Identity::PodContainer {
+            pod,
+            container_name,
+        } => format!(
+            "container {:?} of pod {pod}",
+            container_name.as_deref().unwrap_or("?")
+        ),
+        Identity::Sandbox { pod: Some(pod) } => format!("sandbox of pod {pod}"),
+        Identity::Sandbox { pod: None } => "sandbox".to_owned(),
+        Identity::Unmanaged => "unmanaged (no Kubernetes pod annotations)".to_owned(),
+    };
+    let _ = writeln!(out, "identity:         {identity}");
+    if let Some(source) = &e.source {
+        let _ = writeln!(out, "source:           {source}");
+    }
+    if let Some(g) = &e.pod_groups {
+        let _ = writeln!(
+            out,
+            "pod grants:       supplementalGroups [{}], fsGroup {}",
+            gids(&g.supplemental_groups),
+            g.fs_group
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "(none)".into())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "process user:     uid {} gid {}",
+        spec.user.uid, spec.user.gid
+    );
+    let _ = writeln!(
+        out,
+        "additionalGids:   {}",
+        gids(&spec.user.additional_gids)
+    );
+    match &e.decision {
+        Some(d) => {
+            let _ = writeln!(out, "kept:             {}", gids(&d.kept));
+            let _ = writeln!(out, "dropped:          {}", gids(&d.dropped));
+            let verdict = if d.drops_any() {
+                "create rewrites process.user.additionalGids, nothing else"
+            } else {
+                "create leaves config.json untouched"
+            };
+            let _ = writeln!(out, "result:           {verdict}");
+        }
+        None => {
+            let _ = writeln!(out, "result:           passed through unchanged");
+        }
+    }
+    if let Some(record) = &report.record {
+        let _ = writeln!(
+            out,
+            "record (execs):   granted [{}], primary gid {}",
+            gids(&record.granted),
+            record.primary_gid
+        );
+    }
+    out
+}

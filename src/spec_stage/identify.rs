@@ -1,0 +1,304 @@
+//! Step 2: who is this container? Decided from the annotations the CRI wrote, with containerd's
+//! and CRI-O's keys both recognised and configured keys taking part too.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AnnotationOverrides;
+use crate::podgroups::PodRef;
+
+pub const CONTAINERD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
+pub const CONTAINERD_NAME: &str = "io.kubernetes.cri.sandbox-name";
+pub const CONTAINERD_UID: &str = "io.kubernetes.cri.sandbox-uid";
+pub const CONTAINERD_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+pub const CONTAINERD_TYPE: &str = "io.kubernetes.cri.container-type";
+pub const CONTAINERD_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+pub const CRIO_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const CRIO_NAME: &str = "io.kubernetes.pod.name";
+pub const CRIO_UID: &str = "io.kubernetes.pod.uid";
+pub const CRIO_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+pub const CRIO_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
+pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
+
+/// What kind of container this is, as far as group enforcement is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Identity {
+    /// The pod's pause/infra container: not user code, passed through unchanged.
+    Sandbox { pod: Option<PodRef> },
+    /// A container of a Kubernetes pod: its groups are enforced.
+    PodContainer {
+        pod: PodRef,
+        container_name: Option<String>,
+    },
+    /// No pod annotations: not created by Kubernetes (an admin's `ctr run`, podman).
+    Unmanaged,
+}
+
+/// Reads one field from every key that may carry it; keys that disagree are an error, because
+/// a container must never be identified by whichever key happens to be read first.
+fn field(
+    annotations: &BTreeMap<String, String>,
+    what: &str,
+    keys: &[Option<&str>],
+) -> Result<Option<String>> {
+    let mut found: Option<(&str, &String)> = None;
+    for key in keys.iter().flatten() {
+        if let Some(value) = annotations.get(*key) {
+            match found {
+                Some((first_key, first)) if first != value => bail!(
+                    "annotations disagree on the {what}: {first_key}={first:?} but {key}={value:?}"
+                ),
+                Some(_) => {}
+                None => found = Some((key, value)),
+            }
+        }
+    }
+    Ok(found.map(|(_, v)| v.clone()))
+}
+
+pub fn identify(
+    annotations: &BTreeMap<String, String>,
+    container_id: &str,
+    overrides: &AnnotationOverrides,
+) -> Result<Identity> {
+    let namespace = field(
+        annotations,
+        "pod namespace",
+        &[
+            Option::as_deref(&overrides.pod_namespace),
+            Some(CONTAINERD_NAMESPACE),
+            Some(CRIO_NAMESPACE),
+        ],
+    )?;
+    let name = field(
+        annotations,
+        "pod name",
+        &[
+            Option::as_deref(&overrides.pod_name),
+            Some(CONTAINERD_NAME),
+            Some(CRIO_NAME),
+        ],
+    )?;
+    let uid = field(
+        annotations,
+        "pod uid",
+        &[
+            Option::as_deref(&overrides.pod_uid),
+            Some(CONTAINERD_UID),
+            Some(CRIO_UID),
+        ],
+    )?;
+    let container_name = field(
+        annotations,
+        "container name",
+        &[
+            Option::as_deref(&overrides.container_name),
+            Some(CONTAINERD_CONTAINER_NAME),
+            Some(CRIO_CONTAINER_NAME),
+        ],
+    )?;
+    let kind = field(
+        annotations,
+        "container type",
+        &[
+            Option::as_deref(&overrides.container_type),
+            Some(CONTAINERD_TYPE),
+            Some(CRIO_TYPE),
+        ],
+    )?;
+    let sandbox_id = field(
+        annotations,
+        "sandbox id",
+        &[Some(CONTAINERD_SANDBOX_ID), Some(CRIO_SANDBOX_ID)],
+    )?;
+
+    let pod = match (namespace, name) {
+        (Some(namespace), Some(name)) => {
+            if namespace.is_empty() || name.is_empty() {
+                bail!("pod annotations name an empty pod namespace or name");
+            }
+            Some(PodRef {
+                namespace,
+                name,
+                uid: uid.filter(|u| !u.is_empty()),
+            })
+        }
+        (None, None) => None,
+        (ns, name) => bail!(
+            "incomplete pod annotations: namespace {}, name {}",
+            ns.as_deref().unwrap_or("missing"),
+            name.as_deref().unwrap_or("missing"),
+        ),
+    };
+
+    match kind.as_deref() {
+        Some("sandbox") => {
+            // Only the sandbox itself may claim to be one: its sandbox id is its own id. An app
+            // container claiming "sandbox" would otherwise escape enforcement.
+            if let Some(sid) = &sandbox_id {
+                if sid != container_id {
+                    bail!(
+                        "container {container_id} is annotated as a pod sandbox, but its sandbox \
+                         id is {sid}"
+                    );
+                }
+            }
+            Ok(Identity::Sandbox { pod })
+        }
+        Some("container") | None => match pod {
+            Some(pod) => Ok(Identity::PodContainer {
+                pod,
+                container_name,
+            }),
+            None if kind.is_some() || uid_only(annotations, overrides) => bail!(
+                "container {container_id} carries Kubernetes annotations but no pod namespace \
+                 and name"
+            ),
+            None => Ok(Identity::Unmanaged),
+        },
+        Some(other) => bail!("unknown container type annotation value {other:?}"),
+    }
+}
+
+/// A pod uid with no name is a half-written identity: not "unmanaged".
+fn uid_only(annotations: &BTreeMap<String, String>, overrides: &AnnotationOverrides) -> bool {
+    [
+        overrides.pod_uid.as_deref(),
+        Some(CONTAINERD_UID),
+        Some(CRIO_UID),
+    ]
+    .iter()
+    .flatten()
+    .any(|k| annotations.contains_key(*k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn none() -> AnnotationOverrides {
+        AnnotationOverrides::default()
+    }
+
+    #[test]
+    fn containerd_app_container() {
+        let a = ann(&[
+            (CONTAINERD_TYPE, "container"),
+            (CONTAINERD_NAMESPACE, "user-alice"),
+            (CONTAINERD_NAME, "bypass-pod"),
+            (CONTAINERD_UID, "u1"),
+            (CONTAINERD_CONTAINER_NAME, "app"),
+            (CONTAINERD_SANDBOX_ID, "sb"),
+        ]);
+        let id = identify(&a, "app-id", &none()).unwrap();
+        assert_eq!(
+            id,
+            Identity::PodContainer {
+                pod: PodRef {
+                    namespace: "user-alice".into(),
+                    name: "bypass-pod".into(),
+                    uid: Some("u1".into())
+                },
+                container_name: Some("app".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn crio_and_podman_annotations() {
+        let a = ann(&[(CRIO_NAMESPACE, "ns1"), (CRIO_NAME, "p1")]);
+        assert!(matches!(
+            identify(&a, "x", &none()).unwrap(),
+            Identity::PodContainer { .. }
+        ));
+        let a = ann(&[
+            (CRIO_TYPE, "sandbox"),
+            (CRIO_SANDBOX_ID, "sb1"),
+            (CRIO_NAMESPACE, "ns1"),
+            (CRIO_NAME, "p1"),
+        ]);
+        assert!(matches!(
+            identify(&a, "sb1", &none()).unwrap(),
+            Identity::Sandbox { .. }
+        ));
+    }
+
+    #[test]
+    fn sandbox_claim_must_be_its_own() {
+        let a = ann(&[
+            (CONTAINERD_TYPE, "sandbox"),
+            (CONTAINERD_SANDBOX_ID, "sb"),
+            (CONTAINERD_NAMESPACE, "n"),
+            (CONTAINERD_NAME, "p"),
+        ]);
+        assert!(matches!(
+            identify(&a, "sb", &none()).unwrap(),
+            Identity::Sandbox { .. }
+        ));
+        let err = identify(&a, "not-sb", &none()).unwrap_err().to_string();
+        assert!(err.contains("sandbox id"), "{err}");
+    }
+
+    #[test]
+    fn no_annotations_is_unmanaged() {
+        assert_eq!(
+            identify(&ann(&[("org.example/x", "y")]), "c", &none()).unwrap(),
+            Identity::Unmanaged
+        );
+    }
+
+    #[test]
+    fn half_identities_fail() {
+        for a in [
+            ann(&[(CONTAINERD_NAME, "p")]),
+            ann(&[(CRIO_NAMESPACE, "n")]),
+            ann(&[(CONTAINERD_TYPE, "container")]),
+            ann(&[(CONTAINERD_UID, "u")]),
+            ann(&[
+                (CONTAINERD_TYPE, "weird"),
+                (CONTAINERD_NAMESPACE, "n"),
+                (CONTAINERD_NAME, "p"),
+            ]),
+            ann(&[(CONTAINERD_NAMESPACE, ""), (CONTAINERD_NAME, "p")]),
+        ] {
+            assert!(identify(&a, "c", &none()).is_err(), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn disagreeing_keys_fail() {
+        let a = ann(&[
+            (CONTAINERD_NAMESPACE, "n"),
+            (CONTAINERD_NAME, "p"),
+            (CRIO_NAME, "other"),
+            (CRIO_NAMESPACE, "n"),
+        ]);
+        let err = identify(&a, "c", &none()).unwrap_err().to_string();
+        assert!(err.contains("disagree"), "{err}");
+    }
+
+    #[test]
+    fn configured_keys_are_read() {
+        let overrides = AnnotationOverrides {
+            pod_namespace: Some("example.com/ns".into()),
+            pod_name: Some("example.com/pod".into()),
+            ..Default::default()
+        };
+        let a = ann(&[("example.com/ns", "n"), ("example.com/pod", "p")]);
+        let Identity::PodContainer { pod, .. } = identify(&a, "c", &overrides).unwrap() else {
+            panic!("not a pod container");
+        };
+        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("n", "p"));
+    }
+}

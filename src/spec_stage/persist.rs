@@ -1,0 +1,162 @@
+//! Step 5: write the filtered list back, changing nothing else.
+//!
+//! The spec is edited as raw JSON (key order kept) rather than round-tripped through
+//! oci-spec's typed `Spec`, which silently drops fields it does not know. The file is replaced
+//! atomically: a temporary file in the same directory, fsync, rename, original mode and owner.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Returns `json` with `<object path>.additionalGids` replaced by `gids`.
+/// `object_path` is `["process", "user"]` for a config.json, `["user"]` for an exec process.
+pub fn with_additional_gids(json: &Value, object_path: &[&str], gids: &[u32]) -> Result<Value> {
+    let mut out = json.clone();
+    let mut cursor = &mut out;
+    for key in object_path {
+        cursor = cursor
+            .get_mut(*key)
+            .filter(|v| v.is_object())
+            .with_context(|| format!("spec has no `{}` object", object_path.join(".")))?;
+    }
+    let user = cursor
+        .as_object_mut()
+        .with_context(|| format!("`{}` is not an object", object_path.join(".")))?;
+    user.insert(
+        "additionalGids".to_owned(),
+        Value::Array(gids.iter().map(|&g| Value::from(g)).collect()),
+    );
+    Ok(out)
+}
+
+/// Serializes in the style of the original (compact unless it had line breaks).
+pub fn serialize_like(original: &[u8], json: &Value) -> Result<Vec<u8>> {
+    let pretty = original.contains(&b'\n')
+        && original
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .is_some_and(|last| original[..last].contains(&b'\n'));
+    let mut bytes = if pretty {
+        serde_json::to_vec_pretty(json)?
+    } else {
+        serde_json::to_vec(json)?
+    };
+    if original.ends_with(b"\n") {
+        bytes.push(b'\n');
+    }
+    Ok(bytes)
+}
+
+/// Replaces `path` with `contents` atomically, keeping its mode and ownership.
+pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (tmp_path, mut tmp) = create_temp_beside(dir, path)?;
+    let result = (|| -> Result<()> {
+        tmp.write_all(contents)?;
+        tmp.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        std::os::unix::fs::fchown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
+        tmp.sync_all()?;
+        std::fs::rename(&tmp_path, path)?;
+        Ok(())
+    })();
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(err).with_context(|| format!("rewriting {}", path.display()));
+    }
+    // Make the rename itself durable; a failure here leaves a correct file, so only log it.
+    if let Err(err) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(%err, dir = %dir.display(), "fsync of bundle directory");
+    }
+    Ok(())
+}
+
+fn create_temp_beside(dir: &Path, target: &Path) -> Result<(PathBuf, File)> {
+    let stem = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let pid = std::process::id();
+    for attempt in 0..16u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let candidate = dir.join(format!(".{stem}.{pid}.{nanos:x}{attempt}.tmp"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&candidate)
+        {
+            Ok(f) => return Ok((candidate, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("creating a temporary file in {}", dir.display()));
+            }
+        }
+    }
+    bail!("could not create a temporary file in {}", dir.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const SPEC: &str = r#"{"ociVersion":"1.0.2-dev","zVendor":{"b":1,"a":[1.5,"x"]},"process":{"user":{"uid":1000,"gid":1000,"additionalGids":[1000,50000,60000],"umask":18},"args":["id"],"unknownProcessField":true},"annotations":{"z":"1","a":"2"},"linux":{"futureField":{"k":null}}}"#;
+
+    #[test]
+    fn only_additional_gids_change_and_order_survives() {
+        let json: Value = serde_json::from_str(SPEC).unwrap();
+        let out = with_additional_gids(&json, &["process", "user"], &[1000, 60000]).unwrap();
+        let bytes = serialize_like(SPEC.as_bytes(), &out).unwrap();
+        let expected = SPEC.replace("[1000,50000,60000]", "[1000,60000]");
+        assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn adds_the_key_when_missing_and_fails_without_user() {
+        let json: Value = serde_json::from_str(r#"{"user":{"uid":1}}"#).unwrap();
+        let out = with_additional_gids(&json, &["user"], &[]).unwrap();
+        assert_eq!(out.to_string(), r#"{"user":{"uid":1,"additionalGids":[]}}"#);
+        let json: Value = serde_json::from_str(r#"{"process":{}}"#).unwrap();
+        assert!(with_additional_gids(&json, &["process", "user"], &[]).is_err());
+    }
+
+    #[test]
+    fn pretty_input_stays_pretty() {
+        let original = b"{\n  \"a\": 1\n}\n";
+        let json: Value = serde_json::from_slice(original).unwrap();
+        let out = serialize_like(original, &json).unwrap();
+        assert_eq!(out, original);
+    }
+
+    #[test]
+    fn replace_keeps_mode_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        replace_file(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.json")]);
+    }
+}
