@@ -1,0 +1,7 @@
+//! Test support shared by the runtime's integration tests and the e2e harness.
+//!
+//! Nothing here is used by the runtime binary itself.
+
+pub mod process;
+pub mod rootfs;
+pub mod runtime;
