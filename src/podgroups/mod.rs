@@ -6,8 +6,14 @@
 
 use std::fmt;
 
+pub mod apiserver;
+pub mod cache;
 pub mod file;
+pub mod https;
+pub mod kubeconfig;
+pub mod kubelet;
 pub mod podlist;
+pub mod podscan;
 
 /// Which pod a container belongs to, as its annotations say.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -88,12 +94,15 @@ pub trait PodGroupsSource {
     fn lookup(&self, pod: &PodRef) -> Result<PodGroups, LookupError>;
 }
 
-/// The source the configuration names.
+/// The source the configuration names. The kubelet and API server sources sit behind the
+/// per-pod-uid cache under `state_root`; building them reads no file and initialises no TLS
+/// (that happens on a cache miss).
 pub fn from_config(
     config: &crate::config::Config,
-    _state_root: &std::path::Path,
+    state_root: &std::path::Path,
 ) -> anyhow::Result<Box<dyn PodGroupsSource>> {
     use crate::config::SourceKind;
+    tracing::trace!(source = config.source.as_str(), "pod groups source");
     match config.source {
         SourceKind::File => {
             let path = config
@@ -102,9 +111,13 @@ pub fn from_config(
                 .ok_or_else(|| anyhow::anyhow!("pods-file is not configured"))?;
             Ok(Box::new(file::FileSource::new(path)))
         }
-        other => anyhow::bail!(
-            "pod-groups-source = {:?} is not available in this build",
-            other.as_str()
-        ),
+        SourceKind::Kubelet => Ok(Box::new(cache::CachedSource::new(
+            kubelet::KubeletSource::new(config.kubelet.clone()),
+            cache::PodGroupsCache::new(state_root, config.kubelet.cache_max_age),
+        ))),
+        SourceKind::Apiserver => Ok(Box::new(cache::CachedSource::new(
+            apiserver::ApiServerSource::new(config.kubelet.clone()),
+            cache::PodGroupsCache::new(state_root, config.kubelet.cache_max_age),
+        ))),
     }
 }

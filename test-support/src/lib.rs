@@ -2,6 +2,11 @@
 //!
 //! Nothing here is used by the runtime binary itself.
 
+pub mod certs;
+pub mod containerd;
+pub mod fixtures;
+pub mod kubelet;
+pub mod oci_image;
 pub mod process;
 pub mod rootfs;
 pub mod runtime;

@@ -43,7 +43,10 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> Result<()> {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -61,7 +64,10 @@ pub fn status_field(pid: i32, field: &str) -> Result<String> {
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_owned())
+        })
         .with_context(|| format!("/proc/{pid}/status has no {field}"))
 }
 
@@ -69,10 +75,10 @@ pub fn status_field(pid: i32, field: &str) -> Result<String> {
 pub fn read_pid_file(path: &Path) -> Result<i32> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse() {
-                return Ok(pid);
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return Ok(pid);
         }
         if Instant::now() > deadline {
             bail!("no pid in {}", path.display());

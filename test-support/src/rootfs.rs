@@ -15,7 +15,8 @@ const APPLETS: &[&str] = &[
 ];
 
 /// The seed's image: alice (1000:1000) and an /etc/group that adds her to `bypassed` (50000).
-pub const BYPASS_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:alice:/home/alice:/bin/sh\n";
+pub const BYPASS_PASSWD: &str =
+    "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:alice:/home/alice:/bin/sh\n";
 pub const BYPASS_GROUP: &str = "root:x:0:\nalice:x:1000:\nbypassed:x:50000:alice\n";
 
 /// Fails with an actionable message when busybox-static is missing.
@@ -33,7 +34,16 @@ pub fn require_busybox() -> Result<PathBuf> {
 /// /etc/passwd and /etc/group.
 pub fn write_busybox_rootfs(rootfs: &Path) -> Result<()> {
     let busybox = require_busybox()?;
-    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "home/alice", "root"] {
+    for dir in [
+        "bin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "home/alice",
+        "root",
+    ] {
         std::fs::create_dir_all(rootfs.join(dir))
             .with_context(|| format!("creating {}", rootfs.join(dir).display()))?;
     }
@@ -84,13 +94,13 @@ impl Bundle {
 }
 
 /// A minimal runc-style spec running `args` as `uid:gid` with `additional_gids`, no tty,
-/// host network, and a unique cgroup path.
+/// host network, in the cgroup `cgroups_path` (make it unique per container).
 pub fn minimal_config(
     args: &[&str],
     uid: u32,
     gid: u32,
     additional_gids: &[u32],
-    cgroup_name: &str,
+    cgroups_path: &str,
 ) -> serde_json::Value {
     serde_json::json!({
         "ociVersion": "1.0.2-dev",
@@ -119,7 +129,7 @@ pub fn minimal_config(
              "options": ["nosuid", "noexec", "nodev", "ro"]}
         ],
         "linux": {
-            "cgroupsPath": format!("/strict-sg-tests/{cgroup_name}"),
+            "cgroupsPath": cgroups_path,
             "namespaces": [
                 {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}
             ],

@@ -137,8 +137,8 @@ impl Runtime {
 pub fn last_error_msg(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["level"] == "error")
-        .last()
+        .find(|v| v["level"] == "error")
         .and_then(|v| v["msg"].as_str().map(str::to_owned))
 }
