@@ -1,10 +1,12 @@
 //! strict-supplementalgroups-container-runtime: an OCI runtime with runc's command line, built on
 //! youki's libcontainer, that drops the supplementary groups a Kubernetes pod did not ask for.
 
+mod cgroup_v1;
 mod cli;
 mod commands;
 mod config;
 mod logging;
+mod passwd;
 mod podgroups;
 mod policy;
 mod record;
@@ -66,10 +68,18 @@ fn init_logging(opts: &Opts) -> Result<logging::LogHandle> {
         None => LogFormat::Text,
         Some(f) => f.parse().context("--log-format")?,
     };
+    // runc treats `--log /dev/stderr` (conmon's default) as stderr.
+    let path = opts
+        .global
+        .log
+        .clone()
+        .filter(|p| p.as_os_str() != "/dev/stderr");
+    // Decisions are logged at info: kept in a log file, but not printed on a terminal.
     let level = match (&opts.compat.log_level, opts.global.debug) {
         (Some(level), _) => logging::parse_level(level).context("--log-level")?,
         (None, true) => tracing::Level::DEBUG,
-        (None, false) => tracing::Level::INFO,
+        (None, false) if path.is_some() => tracing::Level::INFO,
+        (None, false) => tracing::Level::WARN,
     };
     // libcontainer and libcgroups warn on every call on cgroup v1 hosts (missing optional
     // controllers); their errors always come through, the rest with --debug.
@@ -78,12 +88,6 @@ fn init_logging(opts: &Opts) -> Result<logging::LogHandle> {
     } else {
         tracing::Level::ERROR
     };
-    // runc treats `--log /dev/stderr` (conmon's default) as stderr.
-    let path = opts
-        .global
-        .log
-        .clone()
-        .filter(|p| p.as_os_str() != "/dev/stderr");
     logging::init(&SinkSpec {
         path,
         format,
