@@ -1,0 +1,714 @@
+//! strict-supplementalgroups-installer, driven as a binary against a temporary host root.
+//!
+//! Golden files: tests/fixtures/installer/golden/ (`UPDATE_GOLDEN=1` rewrites them). No test here
+//! restarts a real service: they pass `--no-restart` or a restart command that only records its
+//! arguments (this machine has no systemd).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const INSTALLER: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-installer");
+const RUNTIME: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-container-runtime");
+const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+const BINARY: &str = "/usr/local/bin/strict-supplementalgroups-container-runtime";
+const RECORD: &str = "/var/lib/strict-supplementalgroups-installer/install-record.json";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/installer")
+        .join(name)
+}
+
+/// Compares with a golden file, or rewrites it under UPDATE_GOLDEN=1.
+fn assert_golden(name: &str, actual: &[u8]) {
+    let path = fixture("golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from the golden file {}:\n--- got ---\n{}",
+        path.display(),
+        String::from_utf8_lossy(actual)
+    );
+}
+
+/// A fake node: a host root plus a fake runtime binary outside it.
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("host")).unwrap();
+        std::fs::write(
+            dir.path().join("runtime"),
+            b"#!/bin/sh\necho fake runtime\n",
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn host(&self) -> PathBuf {
+        self.dir.path().join("host")
+    }
+
+    fn on_host(&self, host_path: &str) -> PathBuf {
+        self.host().join(host_path.trim_start_matches('/'))
+    }
+
+    fn put(&self, host_path: &str, bytes: &[u8]) {
+        let path = self.on_host(host_path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn read(&self, host_path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.on_host(host_path)).ok()
+    }
+
+    fn installer(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(INSTALLER);
+        cmd.args(args).arg("--host-root").arg(self.host());
+        cmd.output().unwrap()
+    }
+
+    /// `install --no-restart` with the fake runtime; asserts success; returns stdout.
+    fn install(&self, extra: &[&str]) -> String {
+        let runtime = self.dir.path().join("runtime");
+        let mut args = vec![
+            "install",
+            "--no-restart",
+            "--runtime-binary",
+            runtime.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ok(self.installer(&args))
+    }
+
+    fn uninstall(&self, extra: &[&str]) -> String {
+        let mut args = vec!["uninstall"];
+        args.extend_from_slice(extra);
+        ok(self.installer(&args))
+    }
+
+    /// Every file (with its bytes and mode) and directory under the host root.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Option<(Vec<u8>, u32)>> {
+        fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<(Vec<u8>, u32)>>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                if meta.is_dir() {
+                    out.insert(rel, None);
+                    walk(root, &path, out);
+                } else {
+                    let mode = meta.permissions().mode() & 0o7777;
+                    out.insert(rel, Some((std::fs::read(&path).unwrap(), mode)));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.host(), &self.host(), &mut out);
+        out
+    }
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "installer failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[track_caller]
+fn failed(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "installer should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// install → golden; install again → same bytes, nothing changed; uninstall → the node as before.
+fn containerd_round_trip(fixture_name: &str, golden: &str) {
+    let node = Node::new();
+    let original = std::fs::read(fixture(fixture_name)).unwrap();
+    node.put(CONTAINERD_CONFIG, &original);
+    std::fs::set_permissions(
+        node.on_host(CONTAINERD_CONFIG),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let before = node.snapshot();
+
+    let out = node.install(&["--cri", "containerd"]);
+    assert!(out.contains(&format!("created {BINARY}")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "backed up {CONTAINERD_CONFIG} to {CONTAINERD_CONFIG}.strict-supplementalgroups.bak"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("updated {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("not restarting containerd (--no-restart)"),
+        "{out}"
+    );
+    let installed = node.read(CONTAINERD_CONFIG).unwrap();
+    assert_golden(golden, &installed);
+    assert_eq!(
+        node.read(&format!(
+            "{CONTAINERD_CONFIG}.strict-supplementalgroups.bak"
+        )),
+        Some(original.clone())
+    );
+    let mode = std::fs::metadata(node.on_host(CONTAINERD_CONFIG))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o600, "the config keeps its mode");
+    assert_eq!(
+        std::fs::metadata(node.on_host(BINARY))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+
+    let after_first = node.snapshot();
+    let out = node.install(&["--cri", "containerd"]);
+    assert!(
+        out.contains(&format!("unchanged {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("unchanged {BINARY}")), "{out}");
+    let after_second = node.snapshot();
+    assert_eq!(
+        after_first.keys().collect::<Vec<_>>(),
+        after_second.keys().collect::<Vec<_>>()
+    );
+    for (path, content) in &after_first {
+        // The record notes the pending restart in both runs; every other byte is the same.
+        assert_eq!(content, &after_second[path], "{} changed", path.display());
+    }
+
+    let out = node.uninstall(&["--no-restart"]);
+    assert!(
+        out.contains(&format!(
+            "restore {CONTAINERD_CONFIG} (containerd config) from"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("remove {BINARY}")), "{out}");
+    assert_eq!(
+        node.snapshot(),
+        before,
+        "uninstall must leave the node as it was"
+    );
+    assert_eq!(node.read(CONTAINERD_CONFIG), Some(original));
+
+    // A second uninstall finds nothing to do.
+    let out = node.uninstall(&["--no-restart"]);
+    assert!(out.contains("nothing to uninstall"), "{out}");
+}
+
+#[test]
+fn containerd_1_6_default_config() {
+    containerd_round_trip(
+        "containerd-1.6.20-default.toml",
+        "containerd-1.6.20-default.installed.toml",
+    );
+}
+
+#[test]
+fn containerd_hand_commented_config() {
+    containerd_round_trip(
+        "containerd-commented.toml",
+        "containerd-commented.installed.toml",
+    );
+    // The systemd cgroup driver of runc is carried over (kubelet and runtime must agree).
+    let golden =
+        std::fs::read_to_string(fixture("golden/containerd-commented.installed.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = golden.parse().unwrap();
+    let ours = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["strict-supplementalgroups"];
+    assert_eq!(ours["options"]["SystemdCgroup"].as_bool(), Some(true));
+    assert_eq!(ours["options"]["BinaryName"].as_str(), Some(BINARY));
+    assert!(golden.contains("oom_score = -999   # keep containerd alive under memory pressure"));
+}
+
+#[test]
+fn containerd_version_3_config() {
+    containerd_round_trip("containerd-v3.toml", "containerd-v3.installed.toml");
+    let golden = std::fs::read_to_string(fixture("golden/containerd-v3.installed.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = golden.parse().unwrap();
+    let ours = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["strict-supplementalgroups"];
+    assert_eq!(ours["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+    assert_eq!(ours["options"]["SystemdCgroup"].as_bool(), Some(true));
+    assert!(
+        doc["plugins"]["io.containerd.grpc.v1.cri"]
+            .get("containerd")
+            .is_none(),
+        "a version 3 config has no runtimes under the old plugin"
+    );
+}
+
+#[test]
+fn containerd_without_config_file() {
+    let node = Node::new();
+    node.put("/etc/containerd/.keep", b"");
+    let before = node.snapshot();
+    let out = node.install(&["--cri", "containerd"]);
+    assert!(
+        out.contains(&format!("created {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+    assert!(!out.contains("backed up"), "{out}");
+    let written = node.read(CONTAINERD_CONFIG).unwrap();
+    assert_golden("containerd-absent.installed.toml", &written);
+    node.install(&["--cri", "containerd"]);
+    assert_eq!(node.read(CONTAINERD_CONFIG).unwrap(), written);
+    let out = node.uninstall(&["--no-restart"]);
+    assert!(
+        out.contains(&format!("remove {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn crio_dropin_beside_an_existing_config() {
+    let node = Node::new();
+    node.put(
+        "/etc/crio/crio.conf",
+        &std::fs::read(fixture("crio/crio.conf")).unwrap(),
+    );
+    node.put(
+        "/etc/crio/crio.conf.d/10-crio.conf",
+        &std::fs::read(fixture("crio/crio.conf.d/10-crio.conf")).unwrap(),
+    );
+    let before = node.snapshot();
+    let out = node.install(&["--cri", "crio"]);
+    let dropin = "/etc/crio/crio.conf.d/99-strict-supplementalgroups.conf";
+    assert!(out.contains(&format!("created {dropin}")), "{out}");
+    assert!(
+        out.contains("conmon /usr/libexec/crio/conmon as in /etc/crio/crio.conf.d/10-crio.conf"),
+        "{out}"
+    );
+    assert_golden(
+        "crio-99-strict-supplementalgroups.conf",
+        &node.read(dropin).unwrap(),
+    );
+    // CRI-O's own files are only read.
+    for file in ["/etc/crio/crio.conf", "/etc/crio/crio.conf.d/10-crio.conf"] {
+        let rel = PathBuf::from(file.trim_start_matches('/'));
+        assert_eq!(node.snapshot()[&rel], before[&rel]);
+    }
+    let first = node.read(dropin).unwrap();
+    let out = node.install(&["--cri", "crio"]);
+    assert!(out.contains(&format!("unchanged {dropin}")), "{out}");
+    assert_eq!(node.read(dropin).unwrap(), first);
+    node.uninstall(&["--no-restart"]);
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn crio_without_conmon_anywhere_leaves_monitor_path_out() {
+    let node = Node::new();
+    node.put(
+        "/etc/crio/crio.conf",
+        b"[crio.runtime]\ncgroup_manager = \"cgroupfs\"\n",
+    );
+    let out = node.install(&["--cri", "crio", "--handler-name", "strict"]);
+    assert!(out.contains("no conmon found"), "{out}");
+    let text =
+        String::from_utf8(node.read("/etc/crio/crio.conf.d/99-strict.conf").unwrap()).unwrap();
+    assert!(text.contains("[crio.runtime.runtimes.strict]"), "{text}");
+    assert!(!text.contains("monitor_path"), "{text}");
+
+    // Found in the usual place once conmon is there.
+    node.put("/usr/bin/conmon", b"");
+    let out = node.install(&["--cri", "crio", "--handler-name", "strict"]);
+    assert!(out.contains("conmon /usr/bin/conmon found"), "{out}");
+    let text =
+        String::from_utf8(node.read("/etc/crio/crio.conf.d/99-strict.conf").unwrap()).unwrap();
+    assert!(
+        text.contains("monitor_path = \"/usr/bin/conmon\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn malformed_toml_is_refused_and_nothing_is_written() {
+    let cases: [(&str, &[u8], &[&str], &str); 4] = [
+        (
+            CONTAINERD_CONFIG,
+            b"version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"\n",
+            &["--cri", "containerd"],
+            "containerd config /etc/containerd/config.toml: not valid TOML",
+        ),
+        (
+            CONTAINERD_CONFIG,
+            b"# docker's containerd.io package\ndisabled_plugins = [\"cri\"]\n",
+            &["--cri", "containerd"],
+            "no `version` key",
+        ),
+        (
+            "/etc/crio/crio.conf.d/10-crio.conf",
+            b"[crio.runtime\n",
+            &["--cri", "crio"],
+            "/etc/crio/crio.conf.d/10-crio.conf: not valid TOML",
+        ),
+        (
+            "/etc/unused",
+            b"",
+            &["--cri", "containerd", "--runtime-config", "MALFORMED"],
+            "not valid TOML",
+        ),
+    ];
+    for (path, content, args, message) in cases {
+        let node = Node::new();
+        node.put(path, content);
+        let bad_runtime_config = node.dir.path().join("bad-config.toml");
+        std::fs::write(&bad_runtime_config, "kubelet-url = \n").unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| {
+                if *a == "MALFORMED" {
+                    bad_runtime_config.to_str().unwrap()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let before = node.snapshot();
+        let runtime = node.dir.path().join("runtime");
+        let mut full = vec![
+            "install",
+            "--no-restart",
+            "--runtime-binary",
+            runtime.to_str().unwrap(),
+        ];
+        full.extend(args);
+        let stderr = failed(node.installer(&full));
+        assert!(stderr.contains(message), "{path}: {stderr}");
+        assert_eq!(node.snapshot(), before, "{path}: nothing may be written");
+    }
+}
+
+#[test]
+fn restart_runs_only_when_the_cri_config_changes() {
+    let node = Node::new();
+    node.put(
+        CONTAINERD_CONFIG,
+        &std::fs::read(fixture("containerd-commented.toml")).unwrap(),
+    );
+    let log = node.dir.path().join("restarts.log");
+    let restart = format!(
+        "/bin/sh -c 'echo \"$0 $1\" >> {}' restart {{unit}}",
+        log.display()
+    );
+    let runtime = node.dir.path().join("runtime");
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "--cri",
+            "containerd",
+            "--runtime-binary",
+            runtime.to_str().unwrap(),
+            "--restart-command",
+            &restart,
+        ];
+        args.extend_from_slice(extra);
+        ok(node.installer(&args))
+    };
+    let restarts = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let out = install(&[]);
+    assert!(out.contains("restarting containerd: /bin/sh -c"), "{out}");
+    assert!(out.contains("restarted containerd"), "{out}");
+    assert_eq!(restarts(), "restart containerd\n");
+
+    let out = install(&[]);
+    assert!(
+        out.contains("nothing changed; containerd not restarted"),
+        "{out}"
+    );
+    assert_eq!(restarts(), "restart containerd\n");
+
+    // A new binary needs no restart: the shim runs the binary afresh for every container.
+    std::fs::write(&runtime, b"#!/bin/sh\necho fake runtime v2\n").unwrap();
+    let out = install(&[]);
+    assert!(out.contains(&format!("updated {BINARY}")), "{out}");
+    assert!(out.contains("containerd not restarted"), "{out}");
+    assert_eq!(restarts(), "restart containerd\n");
+
+    let out = ok(node.installer(&[
+        "uninstall",
+        "--restart-command",
+        &restart,
+        "--cri-unit",
+        "containerd.service",
+    ]));
+    assert!(out.contains("restarted containerd"), "{out}");
+    assert_eq!(
+        restarts(),
+        "restart containerd\nrestart containerd.service\n"
+    );
+}
+
+#[test]
+fn a_failed_restart_is_an_error_and_is_retried_by_the_next_install() {
+    let node = Node::new();
+    let runtime = node.dir.path().join("runtime");
+    let base = [
+        "install",
+        "--cri",
+        "containerd",
+        "--runtime-binary",
+        runtime.to_str().unwrap(),
+        "--restart-command",
+    ];
+    let mut args = base.to_vec();
+    args.push("/bin/false {unit}");
+    let stderr = failed(node.installer(&args));
+    assert!(stderr.contains("restarting containerd failed"), "{stderr}");
+    let record = String::from_utf8(node.read(RECORD).unwrap()).unwrap();
+    assert!(record.contains("\"restart-pending\": true"), "{record}");
+
+    let mut args = base.to_vec();
+    args.push("/bin/true {unit}");
+    let out = ok(node.installer(&args));
+    assert!(out.contains("unchanged"), "{out}");
+    assert!(out.contains("restarted containerd"), "{out}");
+    let record = String::from_utf8(node.read(RECORD).unwrap()).unwrap();
+    assert!(record.contains("\"restart-pending\": false"), "{record}");
+}
+
+#[test]
+fn uninstall_keeps_edits_made_after_install() {
+    let node = Node::new();
+    let original = std::fs::read(fixture("containerd-commented.toml")).unwrap();
+    node.put(CONTAINERD_CONFIG, &original);
+    node.install(&["--cri", "containerd"]);
+    let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
+    edited.extend_from_slice(b"\n# OPS-1500: debug logging\n[debug]\n  level = \"debug\"\n");
+    node.put(CONTAINERD_CONFIG, &edited);
+
+    let out = node.uninstall(&["--no-restart"]);
+    assert!(
+        out.contains("the file changed since install, so only that table is taken out"),
+        "{out}"
+    );
+    let after = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
+    assert!(after.contains("OPS-1500"), "{after}");
+    assert!(!after.contains("strict-supplementalgroups"), "{after}");
+    let mut expected = original.clone();
+    expected.extend_from_slice(b"\n# OPS-1500: debug logging\n[debug]\n  level = \"debug\"\n");
+    assert_eq!(after.as_bytes(), expected.as_slice());
+    // The backup stays for the admin.
+    assert_eq!(
+        node.read(&format!(
+            "{CONTAINERD_CONFIG}.strict-supplementalgroups.bak"
+        )),
+        Some(original)
+    );
+}
+
+#[test]
+fn runtime_config_and_names_are_configurable_and_restored() {
+    let node = Node::new();
+    node.put("/etc/containerd/config.toml", b"version = 2\n");
+    let old_config = b"# hand-written earlier\nunmanaged = \"deny\"\n";
+    node.put(
+        "/etc/strict-supplementalgroups-container-runtime/config.toml",
+        old_config,
+    );
+    let before = node.snapshot();
+    let new_config = node.dir.path().join("config.toml");
+    std::fs::write(&new_config, "pod-groups-source = \"kubelet\"\n").unwrap();
+    let out = node.install(&[
+        "--cri",
+        "containerd",
+        "--handler-name",
+        "strict",
+        "--runtime-path",
+        "/opt/bin/strict-rt",
+        "--runtime-config",
+        new_config.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("backed up /etc/strict-supplementalgroups-container-runtime/config.toml"),
+        "{out}"
+    );
+    assert_eq!(
+        node.read("/etc/strict-supplementalgroups-container-runtime/config.toml"),
+        Some(b"pod-groups-source = \"kubelet\"\n".to_vec())
+    );
+    assert!(node.read("/opt/bin/strict-rt").is_some());
+    let text = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    let ours = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["strict"];
+    assert_eq!(
+        ours["options"]["BinaryName"].as_str(),
+        Some("/opt/bin/strict-rt")
+    );
+
+    // A different handler name: the old install is reversed first, then the new one made.
+    let out = node.install(&["--cri", "containerd", "--handler-name", "strict2"]);
+    assert!(out.contains("reversing it first"), "{out}");
+    let text = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
+    assert!(text.contains("runtimes.strict2]"), "{text}");
+    assert!(!text.contains("runtimes.strict]"), "{text}");
+    assert!(node.read("/opt/bin/strict-rt").is_none());
+    assert_eq!(
+        node.read("/etc/strict-supplementalgroups-container-runtime/config.toml"),
+        Some(old_config.to_vec())
+    );
+
+    node.uninstall(&["--no-restart"]);
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let node = Node::new();
+    node.put(
+        CONTAINERD_CONFIG,
+        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
+    );
+    let before = node.snapshot();
+    let out = node.install(&["--cri", "containerd", "--dry-run"]);
+    assert!(
+        out.contains(&format!("would update {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+    assert!(out.contains("would restart containerd"), "{out}");
+    assert_eq!(node.snapshot(), before);
+}
+
+#[test]
+fn auto_detects_the_cri_by_its_socket() {
+    let node = Node::new();
+    // Both configs present; only containerd's socket.
+    node.put("/etc/crio/crio.conf", b"");
+    node.put(CONTAINERD_CONFIG, b"version = 2\n");
+    std::fs::create_dir_all(node.on_host("/run/containerd")).unwrap();
+    let _socket =
+        std::os::unix::net::UnixListener::bind(node.on_host("/run/containerd/containerd.sock"))
+            .unwrap();
+    let out = node.install(&[]);
+    assert!(out.contains("install for containerd"), "{out}");
+
+    let none = Node::new();
+    let runtime = none.dir.path().join("runtime");
+    let stderr = failed(none.installer(&[
+        "install",
+        "--no-restart",
+        "--runtime-binary",
+        runtime.to_str().unwrap(),
+    ]));
+    assert!(
+        stderr.contains("pass --cri containerd or --cri crio"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn refuses_bad_handler_names_and_symlinked_configs() {
+    let node = Node::new();
+    let stderr = failed(node.installer(&["install", "--handler-name", "Strict_Groups"]));
+    assert!(stderr.contains("must be a DNS label"), "{stderr}");
+
+    node.put("/elsewhere/config.toml", b"version = 2\n");
+    std::fs::create_dir_all(node.on_host("/etc/containerd")).unwrap();
+    std::os::unix::fs::symlink("/elsewhere/config.toml", node.on_host(CONTAINERD_CONFIG)).unwrap();
+    let runtime = node.dir.path().join("runtime");
+    let stderr = failed(node.installer(&[
+        "install",
+        "--cri",
+        "containerd",
+        "--no-restart",
+        "--runtime-binary",
+        runtime.to_str().unwrap(),
+    ]));
+    assert!(stderr.contains("is a symlink"), "{stderr}");
+    assert!(node.read(BINARY).is_none());
+}
+
+#[test]
+fn installs_the_runtime_built_beside_it_by_default() {
+    let node = Node::new();
+    let out = ok(node.installer(&["install", "--cri", "containerd", "--no-restart"]));
+    assert!(out.contains(&format!("from {RUNTIME}")), "{out}");
+    assert_eq!(node.read(BINARY).unwrap(), std::fs::read(RUNTIME).unwrap());
+}
+
+#[test]
+fn daemonset_mode_waits_and_uninstalls_on_sigterm() {
+    let node = Node::new();
+    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
+    node.put(CONTAINERD_CONFIG, &original);
+    let before = node.snapshot();
+    let ready = node.dir.path().join("ready");
+    let stdout_path = node.dir.path().join("stdout");
+    let runtime = node.dir.path().join("runtime");
+    let mut child = Command::new(INSTALLER)
+        .args(["install", "--cri", "containerd", "--no-restart", "--wait"])
+        .arg("--uninstall-on-exit")
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--runtime-binary")
+        .arg(&runtime)
+        .arg("--host-root")
+        .arg(node.host())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "installer exited early: {}",
+            std::fs::read_to_string(&stdout_path).unwrap()
+        );
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(node.read(BINARY).is_some());
+    assert_ne!(node.read(CONTAINERD_CONFIG).unwrap(), original);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    assert!(status.success(), "{status}: {stdout}");
+    assert!(
+        stdout.contains("waiting for SIGTERM to uninstall"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("received SIGTERM"), "{stdout}");
+    assert!(!ready.exists());
+    assert_eq!(node.snapshot(), before);
+}
