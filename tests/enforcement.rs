@@ -1,0 +1,659 @@
+//! The group-enforcement stage against real containers built from what containerd 1.6.20 and
+//! podman/conmon really handed a runtime (shared/fixtures), with the `file` pod source.
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{TestEnv, require_root};
+use serde_json::Value;
+use test_support::fixtures::{
+    Adapt, adapt, conmon_fixture, containerd_fixture, load_json, pod_list, write_file_source_config,
+};
+use test_support::process::{self, groups_of};
+use test_support::rootfs::Bundle;
+use test_support::runtime::last_error_msg;
+
+const CONFIG_ENV: &str = "STRICT_SUPPLEMENTALGROUPS_CONFIG";
+
+/// A test environment whose runtime reads pods from a file holding the three captured pods.
+fn pod_env(name: &str) -> (TestEnv, PathBuf) {
+    let mut env = TestEnv::new(name);
+    let pods = env.path().join("pods.json");
+    write_pods(
+        &pods,
+        &pod_list(&[
+            ("user-alice", "bypass-pod", "u1", &[60000], None),
+            // The kubelet folds fsGroup into the CRI's list; the pod spec has it separately.
+            ("user-alice", "fsgroup-pod", "u2", &[60000], Some(70000)),
+            ("user-alice", "variant-pod", "u3", &[60000], None),
+            ("ns1", "p1", "podman-uid", &[60000], None),
+        ]),
+    );
+    let config = write_file_source_config(env.path(), &pods, "").unwrap();
+    env.runtime = env
+        .runtime
+        .clone()
+        .with_env(CONFIG_ENV, config.display().to_string());
+    (env, pods)
+}
+
+fn write_pods(path: &Path, list: &Value) {
+    std::fs::write(path, serde_json::to_vec(list).unwrap()).unwrap();
+}
+
+/// A bundle from a captured containerd spec, made runnable here.
+fn fixture_bundle(env: &TestEnv, fixture: &str, id: &str, sandbox_pid: Option<i32>) -> Bundle {
+    let mut spec = load_json(&containerd_fixture(fixture)).unwrap();
+    let stubs = env.path().join(format!("stubs-{id}"));
+    std::fs::create_dir_all(&stubs).unwrap();
+    adapt(
+        &mut spec,
+        &Adapt {
+            cgroups_path: env.cgroup(id),
+            sandbox_pid,
+            stub_dir: &stubs,
+        },
+    )
+    .unwrap();
+    env.bundle_with(id, &spec)
+}
+
+fn gids_in(spec: &Value, pointer: &str) -> Vec<u64> {
+    spec.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// The sandbox of a captured pod; its id must be its own sandbox-id annotation.
+fn start_sandbox(env: &TestEnv, fixture: &str) -> (String, i32) {
+    let spec = load_json(&containerd_fixture(fixture)).unwrap();
+    let id = spec["annotations"]["io.kubernetes.cri.sandbox-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bundle = fixture_bundle(env, fixture, &id, None);
+    let before = std::fs::read(bundle.config_path()).unwrap();
+    let pid = env.create(&bundle, &id, &[]);
+    env.runtime
+        .run(&["start", &id])
+        .unwrap()
+        .expect_ok("start sandbox");
+    assert_eq!(
+        std::fs::read(bundle.config_path()).unwrap(),
+        before,
+        "a sandbox's config.json is never touched"
+    );
+    (id, pid)
+}
+
+#[test]
+fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("bypass");
+    let (sandbox_id, sandbox_pid) = start_sandbox(&env, "sandbox-bypass-pod.config.json");
+    assert_eq!(groups_of(sandbox_pid).unwrap(), vec![1000]);
+
+    let id = "app-bypass";
+    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, Some(sandbox_pid));
+    let before = bundle.read_config().unwrap();
+    assert_eq!(
+        gids_in(&before, "/process/user/additionalGids"),
+        vec![1000, 50000, 60000],
+        "the input really carries the image's group"
+    );
+    let pid = env.create(&bundle, id, &[]);
+    let after = bundle.read_config().unwrap();
+    assert_eq!(
+        gids_in(&after, "/process/user/additionalGids"),
+        vec![1000, 60000]
+    );
+    // Nothing else changed, key order included.
+    let mut expected = before.clone();
+    expected["process"]["user"]["additionalGids"] = serde_json::json!([1000, 60000]);
+    assert_eq!(
+        serde_json::to_string(&after).unwrap(),
+        serde_json::to_string(&expected).unwrap()
+    );
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
+
+    // containerd's exec process.json: unfiltered gids, no annotations.
+    let process_file = env.path().join("runc-process2291297428");
+    std::fs::copy(
+        containerd_fixture("exec-bypass-pod.process.json"),
+        &process_file,
+    )
+    .unwrap();
+    let process_before = std::fs::read(&process_file).unwrap();
+    let exec_pid_file = env.path().join("exec.pid");
+    let mut detached = load_json(&process_file).unwrap();
+    detached["args"] = serde_json::json!(["sleep", "100"]);
+    let detached_file = env.path().join("runc-process-detached");
+    std::fs::write(&detached_file, detached.to_string()).unwrap();
+    env.runtime
+        .run(&[
+            "exec",
+            "--process",
+            detached_file.to_str().unwrap(),
+            "--detach",
+            "--pid-file",
+            exec_pid_file.to_str().unwrap(),
+            id,
+        ])
+        .unwrap()
+        .expect_ok("exec --detach");
+    let exec_pid = process::read_pid_file(&exec_pid_file).unwrap();
+    assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000]);
+
+    // The captured exec itself (`id`), in the foreground: what the tenant would see.
+    let out = env
+        .runtime
+        .run(&["exec", "--process", process_file.to_str().unwrap(), id])
+        .unwrap()
+        .expect_ok("exec id");
+    assert!(
+        out.stdout.contains("groups=1000(alice),60000") && !out.stdout.contains("50000"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(&process_file).unwrap(),
+        process_before,
+        "the caller's process file is never modified"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(env.root.join(id))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("exec-process"))
+        .collect();
+    assert!(leftovers.is_empty(), "private process copies are removed");
+
+    // Audit lines for create and both execs.
+    let log = env.log_text();
+    let audits: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["msg"] == "supplementary groups filtered" && v["container_id"] == id)
+        .collect();
+    assert_eq!(audits.len(), 3, "{log}");
+    assert_eq!(audits[0]["operation"], "create");
+    assert_eq!(audits[0]["pod"], "user-alice/bypass-pod");
+    assert_eq!(audits[0]["pod_uid"], "u1");
+    assert_eq!(audits[0]["dropped_gids"], "50000");
+    assert_eq!(audits[0]["kept_gids"], "1000,60000");
+    assert!(audits[0]["elapsed_us"].is_u64());
+
+    let _ = process::wait_gone(exec_pid, Duration::from_millis(1));
+    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
+    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    process::wait_gone(pid, Duration::from_secs(5)).unwrap();
+    env.runtime
+        .run(&["delete", id])
+        .unwrap()
+        .expect_ok("delete");
+    env.destroy(&sandbox_id, Some(sandbox_pid));
+}
+
+#[test]
+fn fsgroup_pod_keeps_fs_group() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("fsgroup");
+    let id = "app-fsgroup";
+    let bundle = fixture_bundle(&env, "app-fsgroup-pod.config.json", id, None);
+    let pid = env.create(&bundle, id, &[]);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000, 70000]);
+
+    let process_file = env.path().join("exec.json");
+    let mut p = load_json(&containerd_fixture("exec-fsgroup-pod.process.json")).unwrap();
+    p["args"] = serde_json::json!(["sleep", "100"]);
+    std::fs::write(&process_file, p.to_string()).unwrap();
+    let pid_file = env.path().join("e.pid");
+    env.runtime
+        .run(&[
+            "exec",
+            "--process",
+            process_file.to_str().unwrap(),
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ])
+        .unwrap()
+        .expect_ok("exec");
+    let exec_pid = process::read_pid_file(&pid_file).unwrap();
+    assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000, 70000]);
+    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
+    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.destroy(id, Some(pid));
+}
+
+#[test]
+fn variant_pod_with_tty_no_pivot_no_new_keyring() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("variant");
+    let (sandbox_id, sandbox_pid) = start_sandbox(&env, "sandbox-variant-pod.config.json");
+    let id = "app-variant";
+    let bundle = fixture_bundle(&env, "app-variant-pod.config.json", id, Some(sandbox_pid));
+    let socket = env.path().join("pty.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    // Accept and hold the pty so the container's terminal stays open.
+    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let pid = env.create(
+        &bundle,
+        id,
+        &[
+            "--console-socket",
+            socket.to_str().unwrap(),
+            "--no-pivot",
+            "--no-new-keyring",
+        ],
+    );
+    let _conn = holder.join().unwrap().unwrap();
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
+    env.destroy(id, Some(pid));
+    env.destroy(&sandbox_id, Some(sandbox_pid));
+}
+
+#[test]
+fn unmanaged_container_passes_through_untouched() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("unmanaged");
+    let id = "admin-ctr-run";
+    let mut spec = load_json(&containerd_fixture("app-bypass-pod.config.json")).unwrap();
+    spec.as_object_mut().unwrap().remove("annotations");
+    let stubs = env.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    adapt(
+        &mut spec,
+        &Adapt {
+            cgroups_path: env.cgroup(id),
+            sandbox_pid: None,
+            stub_dir: &stubs,
+        },
+    )
+    .unwrap();
+    let bundle = env.bundle_with(id, &spec);
+    let before = std::fs::read(bundle.config_path()).unwrap();
+    let pid = env.create(&bundle, id, &[]);
+    assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 50000, 60000]);
+    env.destroy(id, Some(pid));
+}
+
+#[test]
+fn unmanaged_deny_refuses() {
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("deny");
+    let pods = env.path().join("pods.json");
+    write_pods(&pods, &pod_list(&[]));
+    let config = write_file_source_config(env.path(), &pods, "unmanaged = \"deny\"").unwrap();
+    env.runtime = env
+        .runtime
+        .clone()
+        .with_env(CONFIG_ENV, config.display().to_string());
+    let id = "denied";
+    let bundle = env.bundle(id, &["true"], (0, 0, &[]));
+    let out = env
+        .runtime
+        .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
+        .unwrap();
+    assert!(!out.success());
+    let msg = last_error_msg(&env.log).unwrap();
+    assert!(msg.contains("unmanaged") && msg.contains(id), "{msg}");
+    assert!(!env.root.join(id).exists());
+}
+
+#[test]
+fn crio_annotations_are_enforced() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("crio");
+    // The bypass pod as CRI-O would annotate it.
+    let id = "crio-app";
+    let mut spec = load_json(&containerd_fixture("app-bypass-pod.config.json")).unwrap();
+    spec["annotations"] = serde_json::json!({
+        "io.kubernetes.pod.namespace": "user-alice",
+        "io.kubernetes.pod.name": "bypass-pod",
+        "io.kubernetes.pod.uid": "u1",
+        "io.kubernetes.container.name": "app",
+        "io.kubernetes.cri-o.ContainerType": "container",
+        "io.kubernetes.cri-o.SandboxID": "somesandbox"
+    });
+    let stubs = env.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    adapt(
+        &mut spec,
+        &Adapt {
+            cgroups_path: env.cgroup(id),
+            sandbox_pid: None,
+            stub_dir: &stubs,
+        },
+    )
+    .unwrap();
+    let bundle = env.bundle_with(id, &spec);
+    let pid = env.create(&bundle, id, &[]);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
+    env.destroy(id, Some(pid));
+
+    // What podman/conmon really produced (pod annotations only, no uid, no type): allowed
+    // groups stay; podman's exec files omit the primary gid and are applied as they are.
+    let id = "podman-app";
+    let mut spec = load_json(&conmon_fixture("app-podman.config.json")).unwrap();
+    spec["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    spec["process"]["terminal"] = false.into();
+    if let Some(rlimits) = spec["process"]
+        .get_mut("rlimits")
+        .and_then(Value::as_array_mut)
+    {
+        // podman's defaults exceed this machine's hard limits (no CAP_SYS_RESOURCE).
+        rlimits.clear();
+    }
+    spec["root"]["path"] = "rootfs".into();
+    spec["linux"]["cgroupsPath"] = env.cgroup(id).into();
+    let mounts = spec["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| {
+        let src = m["source"].as_str().unwrap_or_default();
+        !src.starts_with('/') || Path::new(src).exists()
+    });
+    let bundle = env.bundle_with(id, &spec);
+    let pid = env.create(&bundle, id, &[]);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
+    let mut exec = load_json(&conmon_fixture("exec-1.process.json")).unwrap();
+    exec["args"] = serde_json::json!(["sleep", "100"]);
+    exec["terminal"] = false.into();
+    let exec_file = env.path().join("exec-process-1");
+    std::fs::write(&exec_file, exec.to_string()).unwrap();
+    let pid_file = env.path().join("exec_pid");
+    env.runtime
+        .run(&[
+            "exec",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--process",
+            exec_file.to_str().unwrap(),
+            "--detach",
+            id,
+        ])
+        .unwrap()
+        .expect_ok("exec");
+    let exec_pid = process::read_pid_file(&pid_file).unwrap();
+    assert_eq!(groups_of(exec_pid).unwrap(), vec![60000]);
+    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
+    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.destroy(id, Some(pid));
+}
+
+/// Every way the pod's groups can be unknown: create fails, config.json stays byte-for-byte
+/// the same, no container is left, and the last error line names the pod and the reason.
+#[test]
+fn fail_closed_cases() {
+    if !require_root() {
+        return;
+    }
+    let (env, pods) = pod_env("failclosed");
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "pod-missing",
+            Box::new(|| {
+                write_pods(
+                    &pods,
+                    &pod_list(&[("user-alice", "other", "u9", &[1], None)]),
+                )
+            }),
+            "not found",
+        ),
+        (
+            "uid-mismatch",
+            Box::new(|| {
+                write_pods(
+                    &pods,
+                    &pod_list(&[(
+                        "user-alice",
+                        "bypass-pod",
+                        "u1-previous-life",
+                        &[50000],
+                        None,
+                    )]),
+                )
+            }),
+            "u1-previous-life",
+        ),
+        (
+            "pods-file-missing",
+            Box::new(|| {
+                let _ = std::fs::remove_file(&pods);
+            }),
+            "pods.json",
+        ),
+        (
+            "pods-file-garbage",
+            Box::new(|| std::fs::write(&pods, "{\"kind\": \"PodList\", \"items\": [").unwrap()),
+            "parsing pods file",
+        ),
+        (
+            "gid-out-of-range",
+            Box::new(|| {
+                write_pods(
+                    &pods,
+                    &pod_list(&[("user-alice", "bypass-pod", "u1", &[-7], None)]),
+                )
+            }),
+            "not a valid gid",
+        ),
+    ];
+    for (id, setup, reason) in cases {
+        setup();
+        let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+        let before = std::fs::read(bundle.config_path()).unwrap();
+        let out = env
+            .runtime
+            .clone()
+            .with_cwd(&bundle.dir)
+            .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
+            .unwrap();
+        assert!(!out.success(), "{id}: create must fail");
+        assert_eq!(
+            std::fs::read(bundle.config_path()).unwrap(),
+            before,
+            "{id}: config.json must be untouched"
+        );
+        assert!(!env.root.join(id).exists(), "{id}: no container left");
+        let msg = last_error_msg(&env.log).unwrap();
+        assert!(
+            msg.contains("user-alice/bypass-pod") && msg.contains(reason) && msg.contains(id),
+            "{id}: {msg}"
+        );
+        assert!(out.stderr.contains(reason), "{id}: stderr {}", out.stderr);
+    }
+}
+
+#[test]
+fn exec_without_record_resolves_again_and_fails_closed() {
+    if !require_root() {
+        return;
+    }
+    let (env, pods) = pod_env("norecord");
+    let id = "app-norecord";
+    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+    let pid = env.create(&bundle, id, &[]);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    // As if created by a build that kept no record.
+    std::fs::remove_file(env.root.join(id).join("strict-supplementalgroups.json")).unwrap();
+
+    let process_file = env.path().join("p.json");
+    let mut p = load_json(&containerd_fixture("exec-bypass-pod.process.json")).unwrap();
+    p["args"] = serde_json::json!(["sleep", "100"]);
+    std::fs::write(&process_file, p.to_string()).unwrap();
+    let pid_file = env.path().join("e.pid");
+    let exec = |env: &TestEnv| {
+        env.runtime
+            .run(&[
+                "exec",
+                "--process",
+                process_file.to_str().unwrap(),
+                "--detach",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                id,
+            ])
+            .unwrap()
+    };
+    exec(&env).expect_ok("exec re-resolving from state annotations");
+    let exec_pid = process::read_pid_file(&pid_file).unwrap();
+    assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000]);
+    std::fs::remove_file(&pid_file).unwrap();
+
+    // The pod is gone from the source now: the exec must not run at all.
+    write_pods(&pods, &pod_list(&[]));
+    let out = exec(&env);
+    assert!(!out.success());
+    assert!(!pid_file.exists(), "no process was started");
+    let msg = last_error_msg(&env.log).unwrap();
+    assert!(
+        msg.contains("user-alice/bypass-pod") && msg.contains("not found"),
+        "{msg}"
+    );
+    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
+    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.destroy(id, Some(pid));
+}
+
+#[test]
+fn exec_flags_are_filtered_too() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("execflags");
+    let id = "app-flags";
+    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+    let pid = env.create(&bundle, id, &[]);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid_file = env.path().join("e.pid");
+    env.runtime
+        .run(&[
+            "exec",
+            "--user",
+            "1000:1000",
+            "--additional-gids",
+            "50000",
+            "-g",
+            "60000",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+            "sleep",
+            "100",
+        ])
+        .unwrap()
+        .expect_ok("exec with flags");
+    let exec_pid = process::read_pid_file(&pid_file).unwrap();
+    assert_eq!(groups_of(exec_pid).unwrap(), vec![60000]);
+    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
+    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.destroy(id, Some(pid));
+}
+
+#[test]
+fn sixteen_concurrent_creates_for_one_pod_are_all_enforced() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("concurrent");
+    let bundles: Vec<(String, Bundle)> = (0..16)
+        .map(|i| {
+            let id = format!("app-{i}");
+            let b = fixture_bundle(&env, "app-bypass-pod.config.json", &id, None);
+            (id, b)
+        })
+        .collect();
+    let pids: Vec<(String, i32)> = std::thread::scope(|s| {
+        let handles: Vec<_> = bundles
+            .iter()
+            .map(|(id, b)| s.spawn(|| (id.clone(), env.create(b, id, &[]))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (id, pid) in &pids {
+        env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+        assert_eq!(groups_of(*pid).unwrap(), vec![1000, 60000], "{id}");
+    }
+    for (id, pid) in pids {
+        env.destroy(&id, Some(pid));
+    }
+}
+
+#[test]
+fn explain_reports_without_touching_anything() {
+    if !require_root() {
+        return;
+    }
+    let (env, _) = pod_env("explain");
+    let id = "explained";
+    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+    let before = std::fs::read(bundle.config_path()).unwrap();
+    let out = env
+        .runtime
+        .run(&[
+            "explain",
+            "--format",
+            "json",
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+        ])
+        .unwrap()
+        .expect_ok("explain");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["identity"]["kind"], "pod-container");
+    assert_eq!(report["decision"]["kept"], serde_json::json!([1000, 60000]));
+    assert_eq!(report["decision"]["dropped"], serde_json::json!([50000]));
+    assert_eq!(
+        report["pod_groups"]["supplemental_groups"],
+        serde_json::json!([60000])
+    );
+    assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
+    assert!(!env.root.join(id).exists());
+
+    let text = env
+        .runtime
+        .run(&["explain", "--bundle", bundle.dir.to_str().unwrap()])
+        .unwrap()
+        .expect_ok("explain text");
+    assert!(
+        text.stdout.contains("dropped:          50000"),
+        "{}",
+        text.stdout
+    );
+
+    // Where create would fail, explain fails too.
+    let mut spec = bundle.read_config().unwrap();
+    spec["annotations"]["io.kubernetes.cri.sandbox-name"] = "ghost".into();
+    bundle.write_config(&spec).unwrap();
+    let out = env
+        .runtime
+        .run(&["explain", "--bundle", bundle.dir.to_str().unwrap()])
+        .unwrap();
+    assert!(!out.success());
+    assert!(out.stderr.contains("user-alice/ghost"), "{}", out.stderr);
+}
