@@ -67,13 +67,7 @@ fn delete_stopped_quickly(container: &Container) -> Result<bool> {
 /// When the pod's sandbox goes, so does the pod: its cached groups are removed (best effort;
 /// never fails the delete).
 fn forget_pod_groups(root: &Path, container: &Container) {
-    let annotations: std::collections::BTreeMap<String, String> = container
-        .state
-        .annotations
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let annotations = crate::spec_stage::identify::state_annotations(container);
     if annotations.is_empty() {
         return;
     }

@@ -3,7 +3,6 @@
 //! or, for a container created without one, from the annotations libcontainer kept in its
 //! state. libcontainer only ever sees a private, filtered copy of the process file.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -26,13 +25,7 @@ pub fn grant_for(container_dir: &Path, container_id: &str, state_root: &Path) ->
     }
     let container = Container::load(container_dir.to_path_buf())
         .with_context(|| format!("loading state of container {container_id}"))?;
-    let annotations: BTreeMap<String, String> = container
-        .state
-        .annotations
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let annotations = super::identify::state_annotations(&container);
     let mut spec = BundleSpec::load(container.bundle())
         .with_context(|| format!("reading the bundle of container {container_id}"))?;
     // The state's annotations are what create saw; the bundle may have been edited since.

@@ -60,6 +60,20 @@ fn field(
     Ok(found.map(|(_, v)| v.clone()))
 }
 
+/// The annotations libcontainer kept in a container's state: what create saw, whatever the
+/// bundle says now.
+pub fn state_annotations(
+    container: &libcontainer::container::Container,
+) -> BTreeMap<String, String> {
+    container
+        .state
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 pub fn identify(
     annotations: &BTreeMap<String, String>,
     container_id: &str,
