@@ -5,6 +5,7 @@ mod cgroup_v1;
 mod cli;
 mod commands;
 mod config;
+mod fastargs;
 mod logging;
 mod passwd;
 mod podgroups;
@@ -32,9 +33,12 @@ fn main() -> ExitCode {
         }
     }
 
-    let opts = match Opts::try_parse() {
-        Ok(opts) => opts,
-        Err(err) => err.exit(),
+    let opts = match fastargs::parse(&argv) {
+        Some(opts) => opts,
+        None => match Opts::try_parse_from(&argv) {
+            Ok(opts) => opts,
+            Err(err) => err.exit(),
+        },
     };
 
     let log = match init_logging(&opts) {
