@@ -186,7 +186,10 @@ fn run_foreground_and_detached() {
     let bundle = env.bundle(id, &["sh", "-c", "exit 3"], (0, 0, &[]));
     let out = env
         .runtime
-        .run(&["run", "--bundle", bundle.dir.to_str().unwrap(), id])
+        .run_within(
+            &["run", "--bundle", bundle.dir.to_str().unwrap(), id],
+            Duration::from_secs(60),
+        )
         .unwrap();
     assert_eq!(
         out.code,
@@ -213,6 +216,43 @@ fn run_foreground_and_detached() {
     let pid = process::read_pid_file(&pid_file).unwrap();
     assert_eq!(env.runtime.status(id).unwrap(), "running");
     env.destroy(id, Some(pid));
+}
+
+/// A foreground `run` whose init exits at once returns its status: the init's SIGCHLD may
+/// come before the runtime starts waiting for signals (it once hung in CI, waiting for a
+/// signal that had already been discarded). The window is narrow, so many runs race in
+/// parallel to make it likely that one of them lands in it.
+#[test]
+fn foreground_run_of_an_init_that_exits_at_once_returns() {
+    if !require_root() {
+        return;
+    }
+    let env = TestEnv::new("runquick");
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let env = &env;
+            scope.spawn(move || {
+                for i in 0..15 {
+                    let id = format!("quick-{t}-{i}");
+                    let bundle = env.bundle(&id, &["true"], (0, 0, &[]));
+                    let dir = bundle.dir.to_str().unwrap().to_owned();
+                    let mut args = vec!["run", "--bundle", &dir];
+                    // The init is a direct child (cloned as the intermediate's sibling), so
+                    // the foreground wait does not depend on being a subreaper.
+                    if i % 5 == 0 {
+                        args.push("--no-subreaper");
+                    }
+                    args.push(&id);
+                    let out = env
+                        .runtime
+                        .run_within(&args, Duration::from_secs(20))
+                        .unwrap();
+                    assert_eq!(out.code, Some(0), "run {id}: {out:?}");
+                    assert!(!env.root.join(&id).exists(), "run {id} left its state");
+                }
+            });
+        }
+    });
 }
 
 #[test]

@@ -52,19 +52,14 @@ pub fn run(args: Run, root: &Path, systemd: bool, config: &Config) -> Result<i32
 fn wait_foreground(init: Pid) -> Result<i32> {
     let all = SigSet::all();
     all.thread_block().context("blocking signals")?;
+    // A SIGCHLD that came before the block was discarded (its default action), so reap before
+    // the first wait: a short-lived init may already be a zombie.
     loop {
+        if let Some(code) = reap(init)? {
+            return Ok(code);
+        }
         match all.wait().context("waiting for signals")? {
-            Signal::SIGCHLD => loop {
-                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(pid, code)) if pid == init => return Ok(code),
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => {
-                        return Ok(128 + sig as i32);
-                    }
-                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                    Ok(_) => continue,
-                    Err(err) => return Err(err).context("reaping children"),
-                }
-            },
+            Signal::SIGCHLD => {}
             // The Go runtime's preemption signal in runc; meaningless to a container.
             Signal::SIGURG => {}
             other => {
@@ -72,6 +67,21 @@ fn wait_foreground(init: Pid) -> Result<i32> {
                     tracing::warn!(%err, signal = ?other, "forwarding signal to the container");
                 }
             }
+        }
+    }
+}
+
+/// Reaps every exited child; returns init's exit code (128 + signal) once it is among them.
+fn reap(init: Pid) -> Result<Option<i32>> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == init => return Ok(Some(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => {
+                return Ok(Some(128 + sig as i32));
+            }
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(None),
+            Ok(_) => continue,
+            Err(err) => return Err(err).context("reaping children"),
         }
     }
 }
