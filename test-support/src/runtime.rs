@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -95,37 +96,15 @@ impl Runtime {
 
     /// Like [`run`](Self::run), but a call still running after `limit` is killed and is an
     /// error: for calls that must not hang.
-    pub fn run_within(&self, args: &[&str], limit: std::time::Duration) -> Result<Outcome> {
-        let out = tempfile::NamedTempFile::new()?;
-        let err = tempfile::NamedTempFile::new()?;
-        let mut child = Command::new(&self.binary)
-            .args(self.global_args())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.reopen()?)
-            .stderr(err.reopen()?)
-            .spawn()
-            .with_context(|| format!("running {} {args:?}", self.binary.display()))?;
-        let deadline = std::time::Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if std::time::Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!("{args:?} still running after {limit:?}: killed");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
-        Ok(Outcome {
-            code: status.code(),
-            stdout: std::fs::read_to_string(out.path())?,
-            stderr: std::fs::read_to_string(err.path())?,
-        })
+    pub fn run_within(&self, args: &[&str], limit: Duration) -> Result<Outcome> {
+        self.call(args, Stdio::null(), Some(limit))
     }
 
     pub fn run_with_stdio(&self, args: &[&str], stdin: Stdio) -> Result<Outcome> {
+        self.call(args, stdin, None)
+    }
+
+    fn call(&self, args: &[&str], stdin: Stdio, limit: Option<Duration>) -> Result<Outcome> {
         let out = tempfile::NamedTempFile::new()?;
         let err = tempfile::NamedTempFile::new()?;
         let mut cmd = Command::new(&self.binary);
@@ -140,9 +119,24 @@ impl Runtime {
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
-        let status = cmd
-            .status()
+        let mut child = cmd
+            .spawn()
             .with_context(|| format!("running {} {args:?}", self.binary.display()))?;
+        let deadline = limit.map(|limit| (Instant::now() + limit, limit));
+        let status = loop {
+            let Some((at, limit)) = deadline else {
+                break child.wait()?;
+            };
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= at {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("{args:?} still running after {limit:?}: killed");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         Ok(Outcome {
             code: status.code(),
             stdout: std::fs::read_to_string(out.path())?,
