@@ -63,7 +63,7 @@ pub enum Command {
     /// Display the processes running inside a container
     Ps(liboci_cli::Ps),
     /// List containers
-    List(liboci_cli::List),
+    List(crate::commands::list::List),
     /// Suspend all processes of a container
     Pause(liboci_cli::Pause),
     /// Resume a paused container

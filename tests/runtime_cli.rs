@@ -288,6 +288,36 @@ fn ps_list_pause_resume() {
         "{row}"
     );
 
+    // runc's other list forms: IDs only, and the JSON go-runc parses.
+    let quiet = env
+        .runtime
+        .run(&["list", "-q"])
+        .unwrap()
+        .expect_ok("list -q");
+    assert_eq!(quiet.stdout, format!("{id}\n"));
+    let json = env
+        .runtime
+        .run(&["list", "-f", "json"])
+        .unwrap()
+        .expect_ok("list -f json");
+    let listed: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    let entry = &listed[0];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(entry["id"], id);
+    assert_eq!(entry["pid"], pid);
+    assert_eq!(entry["status"], "running");
+    assert_eq!(entry["bundle"], bundle.dir.to_str().unwrap());
+    assert_eq!(
+        entry["rootfs"],
+        bundle.dir.join("rootfs").to_str().unwrap(),
+        "{entry}"
+    );
+    assert_eq!(entry["owner"], "root");
+    assert!(entry["created"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let bad = env.runtime.run(&["list", "--format", "xml"]).unwrap();
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+    assert!(bad.stderr.contains("invalid format option"), "{bad:?}");
+
     let freezer = format!("/sys/fs/cgroup/freezer{}/freezer.state", env.cgroup(id));
     env.runtime.run(&["pause", id]).unwrap().expect_ok("pause");
     assert_eq!(env.runtime.status(id).unwrap(), "paused");
