@@ -1144,6 +1144,29 @@ mod tests {
         })
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Responses and certificates come from the network: no input panics their parsers.
+        #[test]
+        fn arbitrary_responses_and_certificates_never_panic(
+            head in proptest::sample::select(vec![
+                &b""[..],
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+            ]),
+            tail in proptest::collection::vec(proptest::sample::select(vec![
+                b'0', b'5', b'f', b'\r', b'\n', b';', b'x', b' ', 0x30, 0x82, 0xff,
+            ]), 0..256),
+        ) {
+            let raw = [head, tail.as_slice()].concat();
+            let _ = parse(&raw);
+            let _ = cert_names(&tail);
+            let _ = describe_cert(&CertificateDer::from(tail.clone()));
+        }
+    }
+
     #[test]
     fn response_framings() {
         let (s, b) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA").unwrap();

@@ -636,6 +636,48 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The kubelet's reply is network input: arbitrary bytes never panic the scanner.
+        #[test]
+        fn arbitrary_bytes_never_panic(doc in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = scan_pod_list(&doc, &wanted("ns", "p", Some("u")));
+        }
+
+        /// A real PodList damaged anywhere (a byte replaced, or cut short) never makes the
+        /// scanner answer something serde would not: it answers what serde answers, or, where
+        /// serde rejects damage in what the scanner only skips (by design it checks skipped
+        /// values for structure, not grammar), what it answered for the undamaged list.
+        #[test]
+        fn damaged_lists_never_give_a_new_answer(at in 0usize..4096, byte in proptest::num::u8::ANY, cut in proptest::bool::ANY) {
+            let w = wanted("ns", "p", Some("u"));
+            let mut items = filler_pods(1);
+            items.push(pod("ns", "p", "u", &[60000], Some(7)));
+            let mut doc = serde_json::to_vec(&pod_list(items)).unwrap_or_default();
+            let answer = |doc: &[u8]| -> Result<String, String> {
+                let list = scan_pod_list(doc, &w)?;
+                Ok(format!("{:?}", find_pod(list.validate()?, &w, "t")))
+            };
+            let undamaged = answer(&doc);
+            let at = at % doc.len();
+            if cut {
+                doc.truncate(at);
+            } else {
+                doc[at] = byte;
+            }
+            if let Ok(scanned) = answer(&doc) {
+                let via_serde = serde_json::from_slice::<PodListView>(&doc)
+                    .map_err(|e| e.to_string())
+                    .and_then(|list| Ok(format!("{:?}", find_pod(list.validate()?, &w, "t"))));
+                proptest::prop_assert!(
+                    via_serde.as_ref() == Ok(&scanned) || undamaged.as_ref() == Ok(&scanned),
+                    "scan {scanned} vs serde {via_serde:?} vs undamaged {undamaged:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn agrees_with_serde_on_realistic_lists() {
         let mut items = filler_pods(60);
