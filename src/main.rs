@@ -152,11 +152,12 @@ fn dispatch(opts: Opts, log: &logging::LogHandle) -> Result<i32> {
         }
         Command::Exec(args) => {
             // The exec decision comes from the record kept at create, so a config problem must
-            // not block it; the config is read here only for its log file.
-            if let Err(err) = load_config(log) {
+            // not block it: only an exec into a container without a record needs the config.
+            let config = load_config(log);
+            if let Err(err) = &config {
                 tracing::warn!("exec proceeds without the config's log file: {err:#}");
             }
-            commands::exec::exec(*args, &root)
+            commands::exec::exec(*args, &root, &config)
         }
         Command::Start(args) => done(commands::start::start(args, &root)),
         Command::State(args) => done(commands::state::state(args, &root)),

@@ -7,11 +7,14 @@ use liboci_cli::Exec;
 use nix::sys::wait::{WaitStatus, waitpid};
 
 use super::container_dir;
+use crate::config::Config;
 use crate::spec_stage;
 
 /// `exec`: runs a process in a running container, with its supplementary groups filtered
 /// against the pod's grant; returns the process's exit code unless detached.
-pub fn exec(args: Exec, root: &Path) -> Result<i32> {
+/// `config` is the runtime config as `main` read it: only an exec into a container without a
+/// group record needs it.
+pub fn exec(args: Exec, root: &Path, config: &Result<Config>) -> Result<i32> {
     let id = &args.container_id;
     let dir = container_dir(root, id)?;
     if !dir.exists() {
@@ -19,7 +22,7 @@ pub fn exec(args: Exec, root: &Path) -> Result<i32> {
     }
     let user = args.user.map(|(uid, _)| uid);
     let group = args.user.and_then(|(_, gid)| gid);
-    let grant = spec_stage::exec::grant_for(&dir, id, root)?;
+    let grant = spec_stage::exec::grant_for(&dir, id, root, config)?;
     let filtered = spec_stage::exec::filter(
         &grant,
         id,

@@ -14,12 +14,18 @@ use libcontainer::container::Container;
 use super::identify::Identity;
 use super::load::{BundleSpec, user_of};
 use super::{Evaluation, audit, evaluate, persist};
-use crate::config;
+use crate::config::Config;
 use crate::policy::{self, Decision};
 use crate::record::Record;
 
-/// The grant for execs into `container_id`: its record, or a fresh evaluation when it has none.
-pub fn grant_for(container_dir: &Path, container_id: &str, state_root: &Path) -> Result<Record> {
+/// The grant for execs into `container_id`: its record, or a fresh evaluation when it has none
+/// (only then is the runtime config, as `main` read it, needed).
+pub fn grant_for(
+    container_dir: &Path,
+    container_id: &str,
+    state_root: &Path,
+    config: &Result<Config>,
+) -> Result<Record> {
     if let Some(record) = Record::load(container_dir)? {
         return Ok(record);
     }
@@ -30,15 +36,14 @@ pub fn grant_for(container_dir: &Path, container_id: &str, state_root: &Path) ->
         .with_context(|| format!("reading the bundle of container {container_id}"))?;
     // The state's annotations are what create saw; the bundle may have been edited since.
     spec.annotations = annotations;
-    let (config, remarks) = config::load()?;
-    for remark in remarks.0 {
-        tracing::warn!("{remark}");
-    }
+    let config = config
+        .as_ref()
+        .map_err(|e| anyhow!("reading the runtime configuration: {e:#}"))?;
     tracing::info!(
         container_id,
         "container has no group record (created before this runtime kept them); resolving again"
     );
-    let eval = evaluate(&spec, container_id, &config, state_root)?;
+    let eval = evaluate(&spec, container_id, config, state_root)?;
     Ok(eval.record())
 }
 
@@ -90,7 +95,7 @@ pub fn filter(
     if let Some(path) = process {
         let raw = std::fs::read(path)
             .with_context(|| format!("reading exec process {}", path.display()))?;
-        let json: serde_json::Value = serde_json::from_slice(&raw)
+        let mut json: serde_json::Value = serde_json::from_slice(&raw)
             .with_context(|| format!("parsing exec process {}", path.display()))?;
         if !json.is_object() {
             bail!("exec process {} must be a JSON object", path.display());
@@ -99,8 +104,8 @@ pub fn filter(
             .with_context(|| format!("exec process {}: user", path.display()))?;
         decision = allow(&user.additional_gids, user.gid);
         let contents = if json.get("user").is_some_and(|u| u.is_object()) {
-            let edited = persist::with_additional_gids(&json, &["user"], &decision.kept)?;
-            persist::serialize_like(&raw, &edited)?
+            persist::set_additional_gids(&mut json, &["user"], &decision.kept)?;
+            persist::serialize_like(&raw, &json)?
         } else {
             raw
         };

@@ -116,14 +116,11 @@ pub fn enforce_on_bundle(
     config: &Config,
     state_root: &Path,
 ) -> Result<Record> {
-    let spec = BundleSpec::load(bundle)?;
+    let mut spec = BundleSpec::load(bundle)?;
     let eval = evaluate(&spec, container_id, config, state_root)?;
-    if let Some(decision) = &eval.decision {
-        if decision.drops_any() {
-            let edited =
-                persist::with_additional_gids(&spec.json, &["process", "user"], &decision.kept)?;
-            persist::replace_file(&spec.path, &persist::serialize_like(&spec.raw, &edited)?)?;
-        }
+    if let Some(decision) = eval.decision.as_ref().filter(|d| d.drops_any()) {
+        persist::set_additional_gids(&mut spec.json, &["process", "user"], &decision.kept)?;
+        persist::replace_file(&spec.path, &persist::serialize_like(&spec.raw, &spec.json)?)?;
     }
     audit("create", &eval);
     Ok(eval.record())

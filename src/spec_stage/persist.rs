@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// Returns `json` with `<object path>.additionalGids` replaced by `gids`.
-/// `object_path` is `["process", "user"]` for a config.json, `["user"]` for an exec process.
-pub fn with_additional_gids(json: &Value, object_path: &[&str], gids: &[u32]) -> Result<Value> {
-    let mut out = json.clone();
-    let mut cursor = &mut out;
+/// Sets `additionalGids` of the object at `object_path` (e.g. `process.user`) in place,
+/// leaving every other key, and the order of keys, as it was.
+pub fn set_additional_gids(json: &mut Value, object_path: &[&str], gids: &[u32]) -> Result<()> {
+    let mut cursor = json;
     for key in object_path {
         cursor = cursor
             .get_mut(*key)
@@ -30,7 +29,7 @@ pub fn with_additional_gids(json: &Value, object_path: &[&str], gids: &[u32]) ->
         "additionalGids".to_owned(),
         Value::Array(gids.iter().map(|&g| Value::from(g)).collect()),
     );
-    Ok(out)
+    Ok(())
 }
 
 /// Serializes in the style of the original (compact unless it had line breaks).
@@ -119,8 +118,8 @@ mod tests {
 
     #[test]
     fn only_additional_gids_change_and_order_survives() {
-        let json: Value = serde_json::from_str(SPEC).unwrap();
-        let out = with_additional_gids(&json, &["process", "user"], &[1000, 60000]).unwrap();
+        let mut out: Value = serde_json::from_str(SPEC).unwrap();
+        set_additional_gids(&mut out, &["process", "user"], &[1000, 60000]).unwrap();
         let bytes = serialize_like(SPEC.as_bytes(), &out).unwrap();
         let expected = SPEC.replace("[1000,50000,60000]", "[1000,60000]");
         assert_eq!(String::from_utf8(bytes).unwrap(), expected);
@@ -128,11 +127,11 @@ mod tests {
 
     #[test]
     fn adds_the_key_when_missing_and_fails_without_user() {
-        let json: Value = serde_json::from_str(r#"{"user":{"uid":1}}"#).unwrap();
-        let out = with_additional_gids(&json, &["user"], &[]).unwrap();
+        let mut out: Value = serde_json::from_str(r#"{"user":{"uid":1}}"#).unwrap();
+        set_additional_gids(&mut out, &["user"], &[]).unwrap();
         assert_eq!(out.to_string(), r#"{"user":{"uid":1,"additionalGids":[]}}"#);
-        let json: Value = serde_json::from_str(r#"{"process":{}}"#).unwrap();
-        assert!(with_additional_gids(&json, &["process", "user"], &[]).is_err());
+        let mut json: Value = serde_json::from_str(r#"{"process":{}}"#).unwrap();
+        assert!(set_additional_gids(&mut json, &["process", "user"], &[]).is_err());
     }
 
     #[test]
