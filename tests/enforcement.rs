@@ -190,8 +190,7 @@ fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
     assert!(audits[0]["elapsed_us"].is_u64());
 
     let _ = process::wait_gone(exec_pid, Duration::from_millis(1));
-    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
-    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.kill_all(id, exec_pid);
     process::wait_gone(pid, Duration::from_secs(5)).unwrap();
     env.runtime
         .run(&["delete", id])
@@ -231,8 +230,7 @@ fn fsgroup_pod_keeps_fs_group() {
         .expect_ok("exec");
     let exec_pid = process::read_pid_file(&pid_file).unwrap();
     assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000, 70000]);
-    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
-    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.kill_all(id, exec_pid);
     env.destroy(id, Some(pid));
 }
 
@@ -398,8 +396,7 @@ fn crio_annotations_are_enforced() {
         .expect_ok("exec");
     let exec_pid = process::read_pid_file(&pid_file).unwrap();
     assert_eq!(groups_of(exec_pid).unwrap(), vec![60000]);
-    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
-    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.kill_all(id, exec_pid);
     env.destroy(id, Some(pid));
 }
 
@@ -534,8 +531,7 @@ fn exec_without_record_resolves_again_and_fails_closed() {
         msg.contains("user-alice/bypass-pod") && msg.contains("not found"),
         "{msg}"
     );
-    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
-    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.kill_all(id, exec_pid);
     env.destroy(id, Some(pid));
 }
 
@@ -570,8 +566,7 @@ fn exec_flags_are_filtered_too() {
         .expect_ok("exec with flags");
     let exec_pid = process::read_pid_file(&pid_file).unwrap();
     assert_eq!(groups_of(exec_pid).unwrap(), vec![60000]);
-    env.runtime.run(&["kill", "--all", id, "9"]).unwrap();
-    process::wait_gone(exec_pid, Duration::from_secs(5)).unwrap();
+    env.kill_all(id, exec_pid);
     env.destroy(id, Some(pid));
 }
 

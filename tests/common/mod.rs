@@ -95,6 +95,14 @@ impl TestEnv {
         process::read_pid_file(&pid_file).expect("pid file")
     }
 
+    /// `kill --all ID 9`, then waits until the exec'd process `exec_pid` is gone.
+    pub fn kill_all(&self, id: &str, exec_pid: i32) {
+        self.runtime
+            .run(&["kill", "--all", id, "9"])
+            .expect("running kill --all");
+        process::wait_gone(exec_pid, Duration::from_secs(5)).expect("exec'd process exits");
+    }
+
     /// Kills and deletes the container, reaping its init; ignores failures (cleanup path).
     pub fn destroy(&self, id: &str, pid: Option<i32>) {
         let _ = self.runtime.run(&["kill", "--all", id, "9"]);
