@@ -20,8 +20,8 @@ fn containerd_available() -> bool {
                 .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(b).is_file()))
         });
     if !found {
-        eprintln!(
-            "skipping: containerd, ctr or containerd-shim-runc-v2 missing (scripts/bootstrap installs them)"
+        common::skip(
+            "containerd, ctr or containerd-shim-runc-v2 missing (scripts/bootstrap installs them)",
         );
     }
     found

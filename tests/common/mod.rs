@@ -16,16 +16,26 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-container
 
 static SUBREAPER: Once = Once::new();
 
-/// Skips (with a message) when not root: these tests create real containers.
+/// Skips (with a message) when not root: these tests create real containers. Under
+/// `STRICT_SG_NO_SKIP=1` (CI) a test that would skip fails instead.
 pub fn require_root() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: creating containers needs root");
+        skip("creating containers needs root");
         return false;
     }
     SUBREAPER.call_once(|| {
         process::become_subreaper().expect("becoming a subreaper");
     });
     true
+}
+
+/// Reports a skipped test, or fails it where nothing may be skipped (`STRICT_SG_NO_SKIP=1`).
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("STRICT_SG_NO_SKIP").is_none(),
+        "STRICT_SG_NO_SKIP is set, but this test would skip: {why}"
+    );
+    eprintln!("skipping: {why}");
 }
 
 pub struct TestEnv {
