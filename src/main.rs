@@ -1,6 +1,7 @@
 //! strict-supplementalgroups-container-runtime: an OCI runtime with runc's command line, built on
 //! youki's libcontainer, that drops the supplementary groups a Kubernetes pod did not ask for.
 
+mod atomic_file;
 mod cgroup_v1;
 mod cli;
 mod commands;

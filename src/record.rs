@@ -3,8 +3,7 @@
 //! without asking anyone. libcontainer's `delete` removes the container directory, and this
 //! file with it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -51,24 +50,8 @@ impl Record {
     /// Writes atomically (owner-only), so a concurrent exec sees the whole record or none.
     pub fn save(&self, container_dir: &Path) -> Result<()> {
         let path = Self::path(container_dir);
-        let tmp = container_dir.join(format!(".{RECORD_FILE}.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec(self)?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write()
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-            .with_context(|| format!("writing {}", path.display()))
+        crate::atomic_file::replace(&path, &bytes, File::sync_all)
     }
 
     /// `Ok(None)` when the container has no record (created by a build without records).

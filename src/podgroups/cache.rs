@@ -9,10 +9,8 @@
 //!
 //! Lookups without a uid never touch the cache: a name alone may name another pod tomorrow.
 
-use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -141,14 +139,14 @@ impl PodGroupsCache {
             source: source.to_owned(),
             stored_at: now_secs(),
         };
-        if let Err(err) = self.write_atomically(uid, &path, &entry) {
+        if let Err(err) = self.write_atomically(&path, &entry) {
             tracing::warn!(path = %path.display(), error = %format!("{err:#}"), "could not cache pod groups");
             return;
         }
         self.sweep();
     }
 
-    fn write_atomically(&self, uid: &str, path: &Path, entry: &Entry) -> anyhow::Result<()> {
+    fn write_atomically(&self, path: &Path, entry: &Entry) -> anyhow::Result<()> {
         use anyhow::Context as _;
         match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
             Ok(()) => {}
@@ -157,30 +155,8 @@ impl PodGroupsCache {
                 return Err(e).with_context(|| format!("creating {}", self.dir.display()));
             }
         }
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .dir
-            .join(format!(".{uid}.{}.{nanos}.{seq}.tmp", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        let write = serde_json::to_writer(&mut file, entry)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| file.flush().map_err(anyhow::Error::from))
-            .and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
-        if write.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        write
+        let bytes = serde_json::to_vec(entry)?;
+        crate::atomic_file::replace(path, &bytes, |_| Ok(()))
     }
 
     /// Removes entries older than the maximum age and temporary files left by crashed writers.

@@ -4,10 +4,9 @@
 //! oci-spec's typed `Spec`, which silently drops fields it does not know. The file is replaced
 //! atomically: a temporary file in the same directory, fsync, rename, original mode and owner.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -56,57 +55,20 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }
+    crate::atomic_file::replace(path, contents, |tmp| {
+        tmp.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        std::os::unix::fs::fchown(tmp, Some(meta.uid()), Some(meta.gid()))?;
+        tmp.sync_all()
+    })?;
+    // Make the rename itself durable; a failure here leaves a correct file, so only log it.
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let (tmp_path, mut tmp) = create_temp_beside(dir, path)?;
-    let result = (|| -> Result<()> {
-        tmp.write_all(contents)?;
-        tmp.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-        std::os::unix::fs::fchown(&tmp, Some(meta.uid()), Some(meta.gid()))?;
-        tmp.sync_all()?;
-        std::fs::rename(&tmp_path, path)?;
-        Ok(())
-    })();
-    if let Err(err) = result {
-        let _ = std::fs::remove_file(&tmp_path);
-        return Err(err).with_context(|| format!("rewriting {}", path.display()));
-    }
-    // Make the rename itself durable; a failure here leaves a correct file, so only log it.
     if let Err(err) = File::open(dir).and_then(|d| d.sync_all()) {
         tracing::debug!(%err, dir = %dir.display(), "fsync of bundle directory");
     }
     Ok(())
-}
-
-fn create_temp_beside(dir: &Path, target: &Path) -> Result<(PathBuf, File)> {
-    let stem = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_owned());
-    let pid = std::process::id();
-    for attempt in 0..16u32 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let candidate = dir.join(format!(".{stem}.{pid}.{nanos:x}{attempt}.tmp"));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&candidate)
-        {
-            Ok(f) => return Ok((candidate, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("creating a temporary file in {}", dir.display()));
-            }
-        }
-    }
-    bail!("could not create a temporary file in {}", dir.display())
 }
 
 #[cfg(test)]
