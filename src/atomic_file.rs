@@ -22,7 +22,11 @@ pub fn replace(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let (tmp_path, mut tmp) = create_temp_beside(dir, target)?;
+    let stem = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    let (tmp_path, mut tmp) = create_unique(dir, &stem)?;
     let written = tmp
         .write_all(contents)
         .and_then(|()| finish(&tmp))
@@ -34,14 +38,10 @@ pub fn replace(
     Ok(())
 }
 
-/// A new, uniquely named file: concurrent runtime processes (16 creates of one pod at once)
-/// each get their own.
-fn create_temp_beside(dir: &Path, target: &Path) -> Result<(PathBuf, File)> {
+/// A new, uniquely named, owner-only file `.<stem>.<pid>.<nanos>.<seq>.tmp` in `dir`:
+/// concurrent runtime processes (16 creates of one pod at once) each get their own.
+pub fn create_unique(dir: &Path, stem: &str) -> Result<(PathBuf, File)> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let stem = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_owned());
     let pid = std::process::id();
     for _ in 0..16 {
         let nanos = std::time::SystemTime::now()

@@ -4,7 +4,6 @@
 //! state. libcontainer only ever sees a private, filtered copy of the process file.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -136,30 +135,12 @@ pub fn filter(
 /// A root-only file in the container's state directory, never the caller's path: whatever the
 /// caller's file says later, libcontainer reads what was filtered.
 fn write_private_copy(container_dir: &Path, contents: &[u8]) -> Result<PathBuf> {
-    for attempt in 0..16u32 {
-        let path = container_dir.join(format!(
-            ".exec-process-{}-{attempt}.json",
-            std::process::id()
-        ));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(contents)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                return Ok(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-        }
+    let (path, mut file) = crate::atomic_file::create_unique(container_dir, "exec-process.json")?;
+    if let Err(err) = file.write_all(contents) {
+        let _ = std::fs::remove_file(&path);
+        return Err(err).with_context(|| format!("writing {}", path.display()));
     }
-    Err(anyhow!(
-        "could not create a private exec process file in {}",
-        container_dir.display()
-    ))
+    Ok(path)
 }
 
 #[cfg(test)]
