@@ -1192,32 +1192,29 @@ mod tests {
 
     #[test]
     fn malformed_responses() {
-        assert!(parse(b"").unwrap_err().starts_with("io:"));
-        assert!(
-            parse(b"SSH-2.0-OpenSSH\r\n\r\n")
-                .unwrap_err()
-                .starts_with("protocol:")
-        );
-        assert!(
-            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-                .unwrap_err()
-                .contains("5 of 10")
-        );
-        assert!(
-            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
-                .unwrap_err()
-                .contains("chunk size")
-        );
-        assert!(
-            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
-                .unwrap_err()
-                .starts_with("io:")
-        );
-        assert!(
-            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
-                .unwrap_err()
-                .contains("transfer-encoding")
-        );
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (raw, kind, detail) in [
+            (String::new(), "io:", ""),
+            ("SSH-2.0-OpenSSH\r\n\r\n".to_owned(), "protocol:", ""),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_owned(),
+                "io:",
+                "5 of 10",
+            ),
+            (format!("{chunked}zz\r\n"), "protocol:", "chunk size"),
+            (format!("{chunked}5\r\nab"), "io:", ""),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n".to_owned(),
+                "protocol:",
+                "transfer-encoding",
+            ),
+        ] {
+            let err = parse(raw.as_bytes()).unwrap_err();
+            assert!(
+                err.starts_with(kind) && err.contains(detail),
+                "{raw:?}: {err}"
+            );
+        }
     }
 
     #[test]
