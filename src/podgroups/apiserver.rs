@@ -103,12 +103,6 @@ impl PodGroupsSource for ApiServerSource {
             source_name: SOURCE_NAME,
             cause,
         };
-        if self.config.insecure_skip_tls_verify {
-            tracing::warn!(
-                "insecure-skip-tls-verify = true: the API server's certificate is NOT verified; \
-                 anyone who can answer on its address decides the pod's groups"
-            );
-        }
         let (client, url) = self
             .client()
             .map_err(|e| fail(e.context("preparing to ask the API server")))?;

@@ -248,13 +248,23 @@ impl HttpsClient {
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?;
         let (builder, verifier, trust_origin) = match tls.trust {
-            Trust::InsecureSkipVerify => (
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(NoVerification(provider.clone()))),
-                None,
-                "nothing (insecure-skip-tls-verify)".to_owned(),
-            ),
+            Trust::InsecureSkipVerify => {
+                // Every client built this way warns, whichever source asked for it.
+                tracing::warn!(
+                    url = endpoint.url.as_str(),
+                    "insecure-skip-tls-verify = true: the server's certificate is NOT verified; \
+                     anyone who can answer on this address decides the pod's groups"
+                );
+                (
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(NoVerification(
+                            provider.clone(),
+                        ))),
+                    None,
+                    "nothing (insecure-skip-tls-verify)".to_owned(),
+                )
+            }
             Trust::Anchors { certs, origin } => {
                 let mut roots = RootCertStore::empty();
                 for cert in certs {

@@ -117,13 +117,6 @@ impl PodGroupsSource for KubeletSource {
             source_name: SOURCE_NAME,
             cause,
         };
-        if self.config.insecure_skip_tls_verify {
-            tracing::warn!(
-                url = self.config.url.as_str(),
-                "insecure-skip-tls-verify = true: the kubelet's serving certificate is NOT \
-                 verified; anyone who can answer on this address decides the pod's groups"
-            );
-        }
         let client = self.client().map_err(|e| {
             fail(e.context(format!(
                 "preparing to ask the kubelet at {}",
