@@ -84,7 +84,8 @@ export STRICT_SUPPLEMENTALGROUPS_CONFIG="$work/config.toml"
 echo "== 1. the tenant's image, run without pod annotations (as ctr run would): passed through"
 write_config '{}'
 echo "  spec: additionalGids $(gids_of "$work/bundle/config.json")"
-(cd "$work/bundle" && "$runtime" --root "$root" run --bundle "$work/bundle" demo-unmanaged)
+(cd "$work/bundle" && "$runtime" --root "$root" run --bundle "$work/bundle" demo-unmanaged) |
+  tee "$work/unmanaged.out"
 
 echo
 echo "== 2. the same image as container 'app' of pod user-alice/bypass-pod (supplementalGroups [60000])"
@@ -99,6 +100,17 @@ write_config '{
 echo "  decision (explain):"
 "$runtime" --root "$root" explain --bundle "$work/bundle" demo-pod | sed 's/^/    /'
 (cd "$work/bundle" && "$runtime" --root "$root" --log "$work/log.json" --log-format json \
-  run --bundle "$work/bundle" demo-pod)
+  run --bundle "$work/bundle" demo-pod) | tee "$work/pod.out"
 echo "  spec after the stage: additionalGids $(gids_of "$work/bundle/config.json")"
 echo "  audit line: $(grep 'supplementary groups' "$work/log.json" | tail -1)"
+
+# The demo is also a check (CI runs it): each half must show what it claims.
+expect() { # file, grep pattern, what it means
+  grep -q -- "$2" "$1" || { echo "demo: FAILED: $3" >&2; exit 1; }
+}
+expect "$work/unmanaged.out" '50000(bypassed)' "the unmanaged run keeps the image's group 50000"
+expect "$work/unmanaged.out" 'payroll' "the unmanaged run can read the group-50000 file"
+expect "$work/pod.out" 'groups=1000(alice),60000$' "the pod's container has exactly 1000,60000"
+expect "$work/pod.out" 'Permission denied' "the pod's container cannot read the group-50000 file"
+[ "$(gids_of "$work/bundle/config.json")" = "[1000,60000]" ] ||
+  { echo "demo: FAILED: config.json keeps 50000" >&2; exit 1; }
