@@ -20,7 +20,8 @@ static_flags := "-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-
 
 # Build the release binaries (runtime and installer) into target/<triple>/release
 build:
-    {{static_env}} RUSTFLAGS="{{static_flags}}" cargo build --release --target {{target}} --bins
+    {{static_env}} RUSTFLAGS="{{static_flags}}" cargo build --release --target {{target}} \
+        -p {{runtime}} -p strict-supplementalgroups-installer --bins
 
 # The seed's scenario on this machine: the bypass image with and without enforcement (root)
 demo: build

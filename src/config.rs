@@ -20,23 +20,24 @@ pub const CONFIG_ENV: &str = "STRICT_SUPPLEMENTALGROUPS_CONFIG";
 pub const DEFAULT_KUBELET_URL: &str = "https://127.0.0.1:10250";
 pub const DEFAULT_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 
-/// Where the pod's supplementalGroups/fsGroup are looked up.
+/// `pod-groups-source` as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SourceKind {
+enum RawSourceKind {
     Kubelet,
     File,
     Apiserver,
 }
 
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Kubelet => "kubelet",
-            SourceKind::File => "file",
-            SourceKind::Apiserver => "apiserver",
-        }
-    }
+/// Where the pod's groups are looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `GET /pods` of the local kubelet.
+    Kubelet,
+    /// A PodList file (`pods-file`).
+    File(PathBuf),
+    /// One pod per `GET` from the API server.
+    Apiserver,
 }
 
 /// What to do with a container that carries no Kubernetes pod annotations.
@@ -64,9 +65,12 @@ pub struct LoggingConfig {
     pub log_format: LogFormat,
 }
 
+/// How the kubelet and API server sources reach their server: one configuration for both,
+/// since both authenticate as the node with the same kubeconfig.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KubeletConfig {
-    pub url: String,
+pub struct HttpSourceConfig {
+    /// The kubelet's URL (`kubelet-url`).
+    pub kubelet_url: String,
     pub kubeconfig: PathBuf,
     /// Trust anchor for the kubelet's serving certificate (e.g. its self-signed kubelet.crt).
     pub ca_file: Option<PathBuf>,
@@ -88,10 +92,9 @@ pub struct KubeletConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub source: SourceKind,
-    pub pods_file: Option<PathBuf>,
     pub unmanaged: UnmanagedPolicy,
     pub annotations: AnnotationOverrides,
-    pub kubelet: KubeletConfig,
+    pub http: HttpSourceConfig,
     pub logging: LoggingConfig,
     /// Where the config came from, for messages.
     pub origin: Option<PathBuf>,
@@ -101,11 +104,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             source: SourceKind::Kubelet,
-            pods_file: None,
             unmanaged: UnmanagedPolicy::Allow,
             annotations: AnnotationOverrides::default(),
-            kubelet: KubeletConfig {
-                url: DEFAULT_KUBELET_URL.to_owned(),
+            http: HttpSourceConfig {
+                kubelet_url: DEFAULT_KUBELET_URL.to_owned(),
                 kubeconfig: PathBuf::from(DEFAULT_KUBECONFIG),
                 ca_file: None,
                 tls_server_name: None,
@@ -141,7 +143,7 @@ struct RawConfig {
     retries: Option<u32>,
     cache_max_age: Option<String>,
     apiserver_url: Option<String>,
-    pod_groups_source: Option<SourceKind>,
+    pod_groups_source: Option<RawSourceKind>,
     pods_file: Option<PathBuf>,
     unmanaged: Option<UnmanagedPolicy>,
     pod_namespace_annotation: Option<String>,
@@ -219,55 +221,58 @@ fn build(raw: RawConfig, origin: Option<&Path>) -> Result<(Config, Remarks)> {
         ));
     }
     if let Some(url) = raw.kubelet_url {
-        cfg.kubelet.url = validate_https_url("kubelet-url", &url)?;
+        cfg.http.kubelet_url = validate_https_url("kubelet-url", &url)?;
     }
     if let Some(url) = raw.apiserver_url {
-        cfg.kubelet.apiserver_url = Some(validate_https_url("apiserver-url", &url)?);
+        cfg.http.apiserver_url = Some(validate_https_url("apiserver-url", &url)?);
     }
     if let Some(p) = raw.kubeconfig {
-        cfg.kubelet.kubeconfig = non_empty_path("kubeconfig", p)?;
+        cfg.http.kubeconfig = non_empty_path("kubeconfig", p)?;
     }
     if let Some(p) = raw.kubelet_ca_file {
-        cfg.kubelet.ca_file = Some(non_empty_path("kubelet-ca-file", p)?);
+        cfg.http.ca_file = Some(non_empty_path("kubelet-ca-file", p)?);
     }
     if let Some(name) = raw.kubelet_tls_server_name {
         if name.trim().is_empty() {
             bail!("kubelet-tls-server-name: must not be empty");
         }
-        cfg.kubelet.tls_server_name = Some(name);
+        cfg.http.tls_server_name = Some(name);
     }
-    cfg.kubelet.insecure_skip_tls_verify = raw.insecure_skip_tls_verify.unwrap_or(false);
+    cfg.http.insecure_skip_tls_verify = raw.insecure_skip_tls_verify.unwrap_or(false);
     if let Some(t) = raw.request_timeout {
-        cfg.kubelet.request_timeout = positive_duration("request-timeout", &t)?;
+        cfg.http.request_timeout = positive_duration("request-timeout", &t)?;
     }
     if let Some(t) = raw.lookup_deadline {
-        cfg.kubelet.lookup_deadline = positive_duration("lookup-deadline", &t)?;
+        cfg.http.lookup_deadline = positive_duration("lookup-deadline", &t)?;
     }
     if let Some(r) = raw.retries {
         if r > 10 {
             bail!("retries: {r} is too many (at most 10); the lookup blocks a container start");
         }
-        cfg.kubelet.retries = r;
+        cfg.http.retries = r;
     }
     if let Some(t) = raw.cache_max_age {
-        cfg.kubelet.cache_max_age = positive_duration("cache-max-age", &t)?;
+        cfg.http.cache_max_age = positive_duration("cache-max-age", &t)?;
     }
-    if cfg.kubelet.lookup_deadline < cfg.kubelet.request_timeout {
+    if cfg.http.lookup_deadline < cfg.http.request_timeout {
         bail!(
             "lookup-deadline ({:?}) must not be shorter than request-timeout ({:?})",
-            cfg.kubelet.lookup_deadline,
-            cfg.kubelet.request_timeout
+            cfg.http.lookup_deadline,
+            cfg.http.request_timeout
         );
     }
-    if let Some(source) = raw.pod_groups_source {
-        cfg.source = source;
-    }
-    if let Some(p) = raw.pods_file {
-        cfg.pods_file = Some(non_empty_path("pods-file", p)?);
-    }
-    if cfg.source == SourceKind::File && cfg.pods_file.is_none() {
-        bail!("pods-file: required when pod-groups-source = \"file\"");
-    }
+    let pods_file = raw
+        .pods_file
+        .map(|p| non_empty_path("pods-file", p))
+        .transpose()?;
+    cfg.source = match (raw.pod_groups_source, pods_file) {
+        (Some(RawSourceKind::File), Some(path)) => SourceKind::File(path),
+        (Some(RawSourceKind::File), None) => {
+            bail!("pods-file: required when pod-groups-source = \"file\"")
+        }
+        (Some(RawSourceKind::Apiserver), _) => SourceKind::Apiserver,
+        (Some(RawSourceKind::Kubelet) | None, _) => SourceKind::Kubelet,
+    };
     if let Some(u) = raw.unmanaged {
         cfg.unmanaged = u;
     }
@@ -367,7 +372,7 @@ mod tests {
     fn empty_file_gives_defaults() {
         let (cfg, remarks) = parse_ok("");
         assert_eq!(cfg.source, SourceKind::Kubelet);
-        assert_eq!(cfg.kubelet.url, DEFAULT_KUBELET_URL);
+        assert_eq!(cfg.http.kubelet_url, DEFAULT_KUBELET_URL);
         assert_eq!(cfg.unmanaged, UnmanagedPolicy::Allow);
         assert!(remarks.0.is_empty());
     }
@@ -440,8 +445,10 @@ compress = false
         let (cfg, _) = parse_ok(
             "pod-groups-source = \"file\"\npods-file = \"/etc/pods.json\"\nunmanaged = \"deny\"",
         );
-        assert_eq!(cfg.source, SourceKind::File);
-        assert_eq!(cfg.pods_file.as_deref(), Some(Path::new("/etc/pods.json")));
+        assert_eq!(
+            cfg.source,
+            SourceKind::File(PathBuf::from("/etc/pods.json"))
+        );
         assert_eq!(cfg.unmanaged, UnmanagedPolicy::Deny);
     }
 

@@ -316,6 +316,41 @@ pub fn init(primary: &SinkSpec) -> Result<LogHandle> {
     Ok(handle)
 }
 
+/// Starts logging as runc's global flags ask: `--log` (a file; `/dev/stderr` means stderr, as in
+/// runc), `--log-format`, `--debug`, `--log-level`.
+pub fn init_for_cli(opts: &crate::cli::Opts) -> Result<LogHandle> {
+    let format = match opts.global.log_format.as_deref() {
+        None => LogFormat::Text,
+        Some(f) => f.parse().context("--log-format")?,
+    };
+    // runc treats `--log /dev/stderr` (conmon's default) as stderr.
+    let path = opts
+        .global
+        .log
+        .clone()
+        .filter(|p| p.as_os_str() != "/dev/stderr");
+    // Decisions are logged at info: kept in a log file, but not printed on a terminal.
+    let level = match (&opts.compat.log_level, opts.global.debug) {
+        (Some(level), _) => parse_level(level).context("--log-level")?,
+        (None, true) => tracing::Level::DEBUG,
+        (None, false) if path.is_some() => tracing::Level::INFO,
+        (None, false) => tracing::Level::WARN,
+    };
+    // libcontainer and libcgroups warn on every call on cgroup v1 hosts (missing optional
+    // controllers); their errors always come through, the rest with --debug.
+    let dependency_level = if opts.global.debug || opts.compat.log_level.is_some() {
+        level
+    } else {
+        tracing::Level::ERROR
+    };
+    init(&SinkSpec {
+        path,
+        format,
+        level,
+        dependency_level,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

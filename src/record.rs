@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::spec_stage::identify::Identity;
+use crate::pod::Identity;
 
 const RECORD_FILE: &str = "strict-supplementalgroups.json";
 const RECORD_VERSION: u32 = 1;
@@ -78,7 +78,7 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::podgroups::PodRef;
+    use crate::pod::PodRef;
 
     #[test]
     fn round_trip_and_absence() {

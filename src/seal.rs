@@ -2,13 +2,14 @@
 //! container could open for writing through `/proc/<pid>/exe`.
 //!
 //! Only `create`, `run` and `exec` put one of our processes inside a container, so only they
-//! re-execute themselves from a sealed image; `start`, `state`, `kill`, `delete` stay on the host
-//! and pay nothing. The preferred seal is runc 1.2's: a detached, read-only, lower-only overlayfs
+//! re-execute themselves from a sealed image (decided by the parse that dispatches,
+//! `cli::Command::enters_container`); `start`, `state`, `kill`, `delete` stay on the host and
+//! pay nothing. The preferred seal is runc 1.2's: a detached, read-only, lower-only overlayfs
 //! mount over the binary's directory (no copy, no memory; the container cannot unwrap it to the
 //! underlying file). Where overlayfs or the new mount API is unavailable, the binary is copied
 //! into a sealed memfd, as youki does.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -42,40 +43,6 @@ pub enum SealState {
     Memfd,
     /// Running from a writable file: not protected.
     Unsealed,
-}
-
-/// Which subcommands start processes that enter a container.
-pub fn command_needs_seal(args: &[OsString]) -> bool {
-    matches!(
-        subcommand_of(args).map(OsStr::as_bytes),
-        Some(b"create" | b"run" | b"exec")
-    )
-}
-
-/// Finds the subcommand without a full parse: the first word that is not a global flag or the
-/// value of one. A wrong guess only costs speed (an extra seal) or is caught by the real parse.
-fn subcommand_of(args: &[OsString]) -> Option<&OsStr> {
-    const TAKES_VALUE: &[&[u8]] = &[
-        b"--root",
-        b"-r",
-        b"--log",
-        b"-l",
-        b"--log-format",
-        b"--log-level",
-        b"--criu",
-    ];
-    let mut iter = args.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let bytes = arg.as_bytes();
-        if bytes.starts_with(b"-") {
-            if TAKES_VALUE.contains(&bytes) {
-                iter.next();
-            }
-            continue;
-        }
-        return Some(arg.as_os_str());
-    }
-    None
 }
 
 /// Reports how `/proc/self/exe` is protected right now.
@@ -266,32 +233,6 @@ fn reexec(exe: &OwnedFd) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn finds_subcommand_after_global_flags() {
-        let a = args(&[
-            "rt",
-            "--root",
-            "/r",
-            "--log",
-            "/l",
-            "--log-format",
-            "json",
-            "create",
-            "x",
-        ]);
-        assert_eq!(subcommand_of(&a), Some(OsStr::new("create")));
-        assert!(command_needs_seal(&a));
-        let a = args(&["rt", "--root=/r", "--debug", "exec", "x"]);
-        assert!(command_needs_seal(&a));
-        for cmd in ["start", "state", "kill", "delete", "list"] {
-            assert!(!command_needs_seal(&args(&["rt", "--log", "create", cmd])));
-        }
-    }
 
     #[test]
     fn lowerdir_escaping() {

@@ -105,7 +105,7 @@ fn gids_in(spec: &Value) -> Vec<u64> {
 
 fn cache_entry(env: &TestEnv, uid: &str) -> PathBuf {
     env.root
-        .join("pod-groups-cache")
+        .join(strict_supplementalgroups::podgroups::cache::CACHE_DIR)
         .join(format!("{uid}.json"))
 }
 

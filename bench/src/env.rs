@@ -93,16 +93,13 @@ const CRI: &str = "io.kubernetes.cri.";
 
 impl SpecTemplate {
     /// `containerd`: the app spec a real containerd 1.6.20 handed a runtime
-    /// (`../shared/fixtures`), made runnable here by `fixtures::adapt`. `minimal`:
+    /// (`tests/fixtures`), made runnable here by `fixtures::adapt`. `minimal`:
     /// `rootfs::minimal_config`.
     pub fn load(kind: &str, stub_dir: &Path) -> Result<Self> {
         let (kind, mut base, process) = match kind {
             "containerd" => {
                 let path = fixtures::containerd_fixture("app-bypass-pod.config.json");
-                let mut spec = fixtures::load_json(&path).with_context(|| {
-                    "the captured containerd spec is missing (../shared/fixtures); use \
-                     --spec minimal"
-                })?;
+                let mut spec = fixtures::load_json(&path)?;
                 std::fs::create_dir_all(stub_dir)?;
                 fixtures::adapt(
                     &mut spec,

@@ -50,8 +50,8 @@ usage: strict-supplementalgroups-bench [options]
   --warmup N            discarded rounds before them (default 10; --smoke: 1)
   --phases LIST         cycle,commands,lookup (default: all)
   --lookup-pods LIST    pod counts of the lookup stand-ins (default 110,1000,5000; --smoke: 110,1000)
-  --spec KIND           containerd (the captured containerd 1.6.20 app spec; default when
-                        ../shared/fixtures is there) or minimal (test-support's minimal_config)
+  --spec KIND           containerd (the captured containerd 1.6.20 app spec in tests/fixtures;
+                        default) or minimal (test-support's minimal_config)
   --kubelet-cert KIND   stand-in serving key: rsa (a kubelet's self-signed default, default) or ec
   --work-dir DIR        where the private work directory goes (default /run)
   --no-tmpfs            keep bundles and state on that directory's filesystem instead of a tmpfs
@@ -200,19 +200,8 @@ fn parse_args() -> Result<Opts> {
                 vec![110, 1000, 5000]
             }
         }),
-        // The captured containerd spec when ../shared is there, else the minimal one.
-        spec: spec.unwrap_or_else(|| {
-            let captured = test_support::fixtures::containerd_fixture("app-bypass-pod.config.json");
-            if captured.is_file() {
-                "containerd".to_owned()
-            } else {
-                eprintln!(
-                    "bench: {} is missing: using the minimal spec",
-                    captured.display()
-                );
-                "minimal".to_owned()
-            }
-        }),
+        // The captured containerd spec (tests/fixtures), unless --spec minimal.
+        spec: spec.unwrap_or_else(|| "containerd".to_owned()),
         kubelet_cert,
         work_dir,
         tmpfs,

@@ -6,8 +6,10 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use liboci_cli::Create;
 
-use super::{cleanup_failed_create, container_dir};
+use super::cleanup_failed_create;
 use crate::config::Config;
+use crate::container_state::{IdClaim, container_dir};
+use crate::podgroups::{self, CacheWrites};
 use crate::spec_stage;
 
 /// The parts of `create` and `run` that make an init container.
@@ -39,8 +41,9 @@ pub fn create(args: Create, root: &Path, systemd: bool, config: &Config) -> Resu
     .map(|_| ())
 }
 
-/// Runs the group stage on the bundle, then lets libcontainer create the container, then keeps
-/// the decision beside the container's state. Any failure leaves no container behind.
+/// Claims the id, runs the group stage on the bundle, lets libcontainer create the container,
+/// then keeps the decision beside the container's state. Any failure leaves no container of
+/// this invocation behind, and never touches another's.
 pub fn create_enforced(
     req: &InitRequest<'_>,
     root: &Path,
@@ -49,11 +52,12 @@ pub fn create_enforced(
 ) -> Result<Container> {
     let id = req.container_id;
     let dir = container_dir(root, id)?;
-    if dir.exists() {
-        // Checked before the stage so a duplicate id never rewrites a live container's bundle.
-        anyhow::bail!("container {id} already exists");
-    }
-    let record = spec_stage::enforce_on_bundle(req.bundle, id, config, root)?;
+    // Before the stage: a duplicate or concurrent id never rewrites a live container's bundle,
+    // and the cleanup below only ever removes what this invocation made.
+    let _claim = IdClaim::acquire(root, id)?;
+    let source = podgroups::from_config(config, root, CacheWrites::Allowed);
+    let record = spec_stage::enforce_on_bundle(req.bundle, id, config, &*source)?;
+    crate::process_groups::clear_inherited_groups()?;
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_pid_file(req.pid_file)?
         .with_console_socket(req.console_socket)

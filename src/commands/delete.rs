@@ -5,8 +5,13 @@ use libcgroups::common::CgroupSetup;
 use libcontainer::container::{Container, ContainerStatus};
 use liboci_cli::Delete;
 
-use super::{container_dir, load_container};
 use crate::cgroup_v1;
+use crate::config::AnnotationOverrides;
+use crate::container_state::{self, container_dir, load_container};
+use crate::pod::{Identity, PodRef};
+use crate::podgroups::cache;
+use crate::record::Record;
+use crate::spec_stage::identify::identify;
 
 pub fn delete(args: Delete, root: &Path) -> Result<()> {
     let dir = container_dir(root, &args.container_id)?;
@@ -65,22 +70,38 @@ fn delete_stopped_quickly(container: &Container) -> Result<bool> {
 }
 
 /// When the pod's sandbox goes, so does the pod: its cached groups are removed (best effort;
-/// never fails the delete).
+/// never fails the delete). Who the container is comes from the record create kept (create
+/// identified it with the configured annotation keys), so delete reads no configuration; a
+/// container created by a build that kept no record is identified by the built-in keys.
 fn forget_pod_groups(root: &Path, container: &Container) {
-    let annotations = crate::spec_stage::identify::state_annotations(container);
-    if annotations.is_empty() {
-        return;
-    }
-    // Configured annotation keys take part in identification; delete must work without a
-    // readable config, so fall back to the built-in keys.
-    let overrides = crate::config::load()
-        .map(|(config, _)| config.annotations)
-        .unwrap_or_default();
-    match crate::spec_stage::identify::identify(&annotations, container.id(), &overrides) {
-        Ok(crate::spec_stage::identify::Identity::Sandbox {
-            pod: Some(crate::podgroups::PodRef { uid: Some(uid), .. }),
-        }) => crate::podgroups::cache::remove_entry(root, &uid),
-        Ok(_) => {}
-        Err(err) => tracing::debug!(%err, "delete: not forgetting pod groups"),
+    let identity = match Record::load(&container.root) {
+        Ok(Some(record)) => record.identity,
+        Ok(None) => {
+            let annotations = container_state::annotations(container);
+            if annotations.is_empty() {
+                return;
+            }
+            match identify(
+                &annotations,
+                container.id(),
+                &AnnotationOverrides::default(),
+            ) {
+                Ok(identity) => identity,
+                Err(err) => {
+                    tracing::debug!(%err, "delete: not forgetting pod groups");
+                    return;
+                }
+            }
+        }
+        Err(err) => {
+            tracing::debug!(error = %format!("{err:#}"), "delete: not forgetting pod groups");
+            return;
+        }
+    };
+    if let Identity::Sandbox {
+        pod: Some(PodRef { uid: Some(uid), .. }),
+    } = identity
+    {
+        cache::remove_entry(root, &uid);
     }
 }

@@ -1,19 +1,18 @@
 //! `explain`: what the group stage would do for a bundle or an existing container, without
 //! creating or changing anything. Exits non-zero where create would fail.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use libcontainer::container::Container;
 use serde::Serialize;
 
-use super::container_dir;
 use crate::config::Config;
+use crate::container_state::{self, container_dir, load_container};
+use crate::pod::Identity;
+use crate::podgroups::{self, CacheWrites};
 use crate::record::Record;
-use crate::spec_stage::identify::Identity;
 use crate::spec_stage::load::BundleSpec;
 use crate::spec_stage::{Evaluation, evaluate};
 
@@ -52,25 +51,17 @@ pub fn explain(args: Explain, root: &Path, config: &Config) -> Result<()> {
         }
         (None, Some(id)) => {
             let dir = container_dir(root, id)?;
-            if !dir.exists() {
-                bail!("container {id} does not exist");
-            }
-            let container = Container::load(dir.clone())
-                .with_context(|| format!("loading state of container {id}"))?;
+            let container = load_container(root, id)?;
             let mut spec = BundleSpec::load(container.bundle())?;
-            spec.annotations = container
-                .state
-                .annotations
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect::<BTreeMap<_, _>>();
+            spec.annotations = container_state::annotations(&container);
             let record = Record::load(&dir)?;
             (container.bundle().clone(), id.clone(), spec, record)
         }
         (None, None) => bail!("explain needs --bundle or a container id"),
     };
-    let evaluation = evaluate(&spec, &id, config, root)?;
+    // Reads the cache, never writes it: explain changes nothing.
+    let source = podgroups::from_config(config, root, CacheWrites::ReadOnly);
+    let evaluation = evaluate(&spec, &id, config, &*source)?;
     let report = Report {
         bundle: &bundle,
         evaluation: &evaluation,

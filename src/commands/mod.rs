@@ -1,11 +1,17 @@
-//! One small module per subcommand; each is a thin adapter over libcontainer, as in youki.
+//! One small module per subcommand; each is a thin adapter over libcontainer (and, for create,
+//! run, exec and explain, the group stage), as in youki. `dispatch` routes a parsed command.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use libcgroups::common::AnyCgroupManager;
 use libcontainer::container::Container;
+
+use crate::cli::{Command, Opts};
+use crate::config::Config;
+use crate::container_state::{container_dir, load_container};
+use crate::logging::{LogHandle, SinkSpec};
 
 pub mod checkpoint;
 pub mod create;
@@ -25,6 +31,78 @@ pub mod start;
 pub mod state;
 pub mod update;
 
+/// Loads the runtime config, adds its log file (if any) as a second sink and logs remarks.
+fn load_config(log: &LogHandle) -> Result<Config> {
+    let (config, remarks) = crate::config::load()?;
+    if let Some(path) = &config.logging.log_file {
+        log.add_sink(&SinkSpec {
+            path: Some(path.clone()),
+            format: config.logging.log_format,
+            level: config.logging.log_level,
+            dependency_level: tracing::Level::ERROR,
+        })
+        .with_context(|| format!("[logging] log-file {}", path.display()))?;
+    }
+    for remark in remarks.0 {
+        tracing::warn!("{remark}");
+    }
+    Ok(config)
+}
+
+/// Runs the parsed command; returns the process exit code (`run` and `exec` return their
+/// process's).
+pub fn dispatch(opts: Opts, log: &LogHandle) -> Result<i32> {
+    let systemd = opts.global.systemd_cgroup;
+    // `spec` and `features` need no state directory (and may run unprivileged).
+    match opts.command {
+        Command::Spec(args) => return spec::spec(args).map(|()| 0),
+        Command::Features(args) => return features::features(args).map(|()| 0),
+        _ => {}
+    }
+    let root = prepare_root(
+        &opts
+            .global
+            .root
+            .unwrap_or_else(|| PathBuf::from(crate::cli::DEFAULT_ROOT)),
+    )?;
+    let done = |r: Result<()>| r.map(|()| 0);
+    match opts.command {
+        Command::Create(args) => {
+            let config = load_config(log)?;
+            done(create::create(args, &root, systemd, &config))
+        }
+        Command::Run(args) => {
+            let config = load_config(log)?;
+            run::run(args, &root, systemd, &config)
+        }
+        Command::Explain(args) => {
+            let config = load_config(log)?;
+            done(explain::explain(args, &root, &config))
+        }
+        Command::Exec(args) => {
+            // The exec decision comes from the record kept at create, so a config problem must
+            // not block it: only an exec into a container without a record needs the config.
+            let config = load_config(log);
+            if let Err(err) = &config {
+                tracing::warn!("exec proceeds without the config's log file: {err:#}");
+            }
+            exec::exec(*args, &root, &config)
+        }
+        Command::Start(args) => done(start::start(args, &root)),
+        Command::State(args) => done(state::state(args, &root)),
+        Command::Kill(args) => done(kill::kill(args, &root)),
+        Command::Delete(args) => done(delete::delete(args, &root)),
+        Command::Ps(args) => done(ps::ps(args, &root)),
+        Command::List(args) => done(list::list(args, &root)),
+        Command::Pause(args) => done(pause::pause(args, &root)),
+        Command::Resume(args) => done(resume::resume(args, &root)),
+        Command::Events(args) => done(events::events(args, &root)),
+        Command::Update(args) => done(update::update(args, &root)),
+        Command::Checkpoint(args) => done(checkpoint::checkpoint(args, &root)),
+        Command::Spec(_) | Command::Features(_) => Ok(0),
+    }
+}
+
 /// Creates the state root if needed (owner-only, as runc) and returns its canonical path.
 pub fn prepare_root(root: &Path) -> Result<PathBuf> {
     if !root.exists() {
@@ -37,32 +115,6 @@ pub fn prepare_root(root: &Path) -> Result<PathBuf> {
     }
     root.canonicalize()
         .with_context(|| format!("resolving state root {}", root.display()))
-}
-
-/// The directory holding a container's state. Ids are validated first so that an id such as
-/// `../x` can never name a path outside the root.
-pub fn container_dir(root: &Path, id: &str) -> Result<PathBuf> {
-    validate_id(id)?;
-    Ok(root.join(id))
-}
-
-/// runc's and libcontainer's rule: letters, digits, `_ + - .`, and not `.` or `..`.
-pub fn validate_id(id: &str) -> Result<()> {
-    let ok_chars = id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
-    if id.is_empty() || id == "." || id == ".." || !ok_chars {
-        bail!("invalid container id {id:?}");
-    }
-    Ok(())
-}
-
-pub fn load_container(root: &Path, id: &str) -> Result<Container> {
-    let dir = container_dir(root, id)?;
-    if !dir.exists() {
-        bail!("container {id} does not exist");
-    }
-    Container::load(dir).with_context(|| format!("loading state of container {id}"))
 }
 
 pub fn cgroup_manager(root: &Path, id: &str) -> Result<AnyCgroupManager> {

@@ -13,17 +13,17 @@ use super::https::{Budget, Endpoint, HttpsClient, TlsSetup, Trust};
 use super::kubeconfig::Kubeconfig;
 use super::kubelet::{Permission, check_status};
 use super::podlist::{PodView, groups_of};
-use super::{LookupError, PodGroups, PodGroupsSource, PodRef};
-use crate::config::KubeletConfig;
+use crate::config::HttpSourceConfig;
+use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
 
 pub const SOURCE_NAME: &str = "API server";
 
 pub struct ApiServerSource {
-    config: KubeletConfig,
+    config: HttpSourceConfig,
 }
 
 impl ApiServerSource {
-    pub fn new(config: KubeletConfig) -> Self {
+    pub fn new(config: HttpSourceConfig) -> Self {
         Self { config }
     }
 
@@ -194,7 +194,9 @@ mod standin_tests {
 
     use super::*;
 
-    fn setup(behaviour: Behaviour) -> (TestPki, tempfile::TempDir, KubeletStandIn, KubeletConfig) {
+    fn setup(
+        behaviour: Behaviour,
+    ) -> (TestPki, tempfile::TempDir, KubeletStandIn, HttpSourceConfig) {
         let pki = TestPki::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let server = KubeletStandIn::start(&pki, behaviour).unwrap();
@@ -208,8 +210,8 @@ mod standin_tests {
         let kubeconfig = dir.path().join("kubelet.conf");
         pki.write_kubeconfig(&kubeconfig, &server.url(), KubeconfigStyle::FilePaths)
             .unwrap();
-        let config = KubeletConfig {
-            url: "https://127.0.0.1:1".into(),
+        let config = HttpSourceConfig {
+            kubelet_url: "https://127.0.0.1:1".into(),
             kubeconfig,
             ca_file: None,
             tls_server_name: None,

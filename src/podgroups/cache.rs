@@ -1,4 +1,5 @@
-//! A per-node cache of pod lookups, keyed by pod uid: `<state root>/pod-groups-cache/<uid>.json`.
+//! A per-node cache of pod lookups, keyed by pod uid: `<state root>/~pod-groups-cache/<uid>.json`
+//! (`~` is not allowed in a container id, so no container's state directory can be this one).
 //!
 //! A pod's `supplementalGroups` and `fsGroup` cannot change during its life (the API server
 //! rejects such updates) and a uid names one pod for ever, so the answer for the first
@@ -15,10 +16,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{LookupError, PodGroups, PodGroupsSource, PodRef};
+use super::CacheWrites;
+
+use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
 
 /// The cache directory's name under the runtime's state root.
-pub const CACHE_DIR: &str = "pod-groups-cache";
+pub const CACHE_DIR: &str = "~pod-groups-cache";
 const ENTRY_VERSION: u32 = 1;
 /// Temporary files older than this are leftovers of a crashed writer.
 const STALE_TEMP: Duration = Duration::from_secs(600);
@@ -60,13 +63,15 @@ fn now_secs() -> u64 {
 pub struct PodGroupsCache {
     dir: PathBuf,
     max_age: Duration,
+    writes: CacheWrites,
 }
 
 impl PodGroupsCache {
-    pub fn new(state_root: &Path, max_age: Duration) -> Self {
+    pub fn new(state_root: &Path, max_age: Duration, writes: CacheWrites) -> Self {
         Self {
             dir: state_root.join(CACHE_DIR),
             max_age,
+            writes,
         }
     }
 
@@ -120,6 +125,9 @@ impl PodGroupsCache {
     /// Stores an answer (best effort: a cache that cannot be written only costs a request
     /// later), then sweeps old entries.
     pub fn put(&self, pod: &PodRef, groups: &PodGroups, source: &str) {
+        if self.writes == CacheWrites::ReadOnly {
+            return;
+        }
         let Some(uid) = pod.uid.as_deref() else {
             return;
         };
@@ -310,7 +318,8 @@ mod tests {
     #[test]
     fn second_lookup_of_a_uid_is_served_from_the_cache() {
         let root = tempfile::tempdir().unwrap();
-        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(3600));
+        let cache =
+            PodGroupsCache::new(root.path(), Duration::from_secs(3600), CacheWrites::Allowed);
         let cached = CachedSource::new(source("u1"), cache.clone());
         let first = cached.lookup(&pod("p", Some("u1"))).unwrap();
         let second = cached.lookup(&pod("p", Some("u1"))).unwrap();
@@ -332,7 +341,8 @@ mod tests {
     #[test]
     fn no_uid_no_cache_and_errors_are_not_cached() {
         let root = tempfile::tempdir().unwrap();
-        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(3600));
+        let cache =
+            PodGroupsCache::new(root.path(), Duration::from_secs(3600), CacheWrites::Allowed);
         let cached = CachedSource::new(source("u1"), cache);
         cached.lookup(&pod("p", None)).unwrap();
         cached.lookup(&pod("p", None)).unwrap();
@@ -350,7 +360,8 @@ mod tests {
         }
         assert!(valid_uid("5f1c9f1e-2f6a-4c1e-9d8e-1a2b3c4d5e6f"));
         let root = tempfile::tempdir().unwrap();
-        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(3600));
+        let cache =
+            PodGroupsCache::new(root.path(), Duration::from_secs(3600), CacheWrites::Allowed);
         let cached = CachedSource::new(source("../../evil"), cache);
         cached.lookup(&pod("p", Some("../../evil"))).unwrap();
         cached.lookup(&pod("p", Some("../../evil"))).unwrap();
@@ -361,7 +372,7 @@ mod tests {
     #[test]
     fn old_entries_are_ignored_and_swept() {
         let root = tempfile::tempdir().unwrap();
-        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(60));
+        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(60), CacheWrites::Allowed);
         let cached = CachedSource::new(source("u1"), cache.clone());
         cached.lookup(&pod("p", Some("u1"))).unwrap();
         let dir = root.path().join(CACHE_DIR);
@@ -398,7 +409,8 @@ mod tests {
     #[test]
     fn corrupt_or_foreign_entries_are_misses() {
         let root = tempfile::tempdir().unwrap();
-        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(3600));
+        let cache =
+            PodGroupsCache::new(root.path(), Duration::from_secs(3600), CacheWrites::Allowed);
         let dir = root.path().join(CACHE_DIR);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("u1.json"), b"{ not json").unwrap();
@@ -410,7 +422,8 @@ mod tests {
     #[test]
     fn concurrent_writers_leave_whole_entries() {
         let root = tempfile::tempdir().unwrap();
-        let cache = PodGroupsCache::new(root.path(), Duration::from_secs(3600));
+        let cache =
+            PodGroupsCache::new(root.path(), Duration::from_secs(3600), CacheWrites::Allowed);
         let groups = PodGroups {
             uid: "u1".into(),
             supplemental_groups: (0..2000).collect(),

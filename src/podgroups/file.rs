@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::podlist::{PodListView, find_pod};
-use super::{LookupError, PodGroups, PodGroupsSource, PodRef};
+use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
 
 pub struct FileSource {
     path: PathBuf,

@@ -20,23 +20,23 @@ use super::https::{Budget, Endpoint, HttpsClient, Response, TlsSetup, Trust};
 use super::kubeconfig::{Kubeconfig, read_certs};
 use super::podlist::find_pod;
 use super::podscan;
-use super::{LookupError, PodGroups, PodGroupsSource, PodRef};
-use crate::config::KubeletConfig;
+use crate::config::HttpSourceConfig;
+use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
 
 pub const SOURCE_NAME: &str = "kubelet";
 
 pub struct KubeletSource {
-    config: KubeletConfig,
+    config: HttpSourceConfig,
 }
 
 impl KubeletSource {
-    pub fn new(config: KubeletConfig) -> Self {
+    pub fn new(config: HttpSourceConfig) -> Self {
         Self { config }
     }
 
     /// Reads the kubeconfig and trust anchors and prepares TLS; sends nothing.
     fn client(&self) -> anyhow::Result<HttpsClient> {
-        let endpoint = Endpoint::parse(&self.config.url).context("kubelet-url")?;
+        let endpoint = Endpoint::parse(&self.config.kubelet_url).context("kubelet-url")?;
         let kubeconfig = Kubeconfig::load(&self.config.kubeconfig)?;
         let identity = kubeconfig.client_identity()?;
         let trust = if self.config.insecure_skip_tls_verify {
@@ -107,7 +107,7 @@ fn node_hostnames() -> Vec<String> {
 
 impl PodGroupsSource for KubeletSource {
     fn describe(&self) -> String {
-        format!("kubelet {}", self.config.url)
+        format!("kubelet {}", self.config.kubelet_url)
     }
 
     fn lookup(&self, pod: &PodRef) -> Result<PodGroups, LookupError> {
@@ -120,7 +120,7 @@ impl PodGroupsSource for KubeletSource {
         let client = self.client().map_err(|e| {
             fail(e.context(format!(
                 "preparing to ask the kubelet at {}",
-                self.config.url
+                self.config.kubelet_url
             )))
         })?;
         let response = client
@@ -128,7 +128,7 @@ impl PodGroupsSource for KubeletSource {
             .map_err(|e| fail(anyhow!(e)))?;
         check_status(
             &response,
-            &format!("the kubelet at {}", self.config.url),
+            &format!("the kubelet at {}", self.config.kubelet_url),
             "/pods",
             &self.config.kubeconfig,
             Permission::NodesProxy,
@@ -138,19 +138,19 @@ impl PodGroupsSource for KubeletSource {
             fail(anyhow!(
                 "the kubelet at {} answered GET /pods with something that is not a PodList \
                  ({e}): {}",
-                self.config.url,
+                self.config.kubelet_url,
                 response.body_snippet()
             ))
         })?;
         let items = list.validate().map_err(|reason| {
             fail(anyhow!(
                 "the kubelet at {} answered GET /pods with {reason}",
-                self.config.url
+                self.config.kubelet_url
             ))
         })?;
         let found = find_pod(items, pod, SOURCE_NAME);
         tracing::debug!(
-            url = self.config.url.as_str(),
+            url = self.config.kubelet_url.as_str(),
             pods = items.len(),
             bytes = response.body.len(),
             attempts = response.attempts,
@@ -236,7 +236,7 @@ mod tests {
         dir: tempfile::TempDir,
         files: PkiFiles,
         kubelet: KubeletStandIn,
-        config: KubeletConfig,
+        config: HttpSourceConfig,
     }
 
     fn alice() -> PodRef {
@@ -247,9 +247,9 @@ mod tests {
         }
     }
 
-    fn config(url: String, kubeconfig: PathBuf, ca_file: Option<PathBuf>) -> KubeletConfig {
-        KubeletConfig {
-            url,
+    fn config(url: String, kubeconfig: PathBuf, ca_file: Option<PathBuf>) -> HttpSourceConfig {
+        HttpSourceConfig {
+            kubelet_url: url,
             kubeconfig,
             ca_file,
             tls_server_name: None,
@@ -292,7 +292,7 @@ mod tests {
         )
     }
 
-    fn lookup(config: &KubeletConfig, pod: &PodRef) -> Result<PodGroups, LookupError> {
+    fn lookup(config: &HttpSourceConfig, pod: &PodRef) -> Result<PodGroups, LookupError> {
         KubeletSource::new(config.clone()).lookup(pod)
     }
 
@@ -330,7 +330,11 @@ mod tests {
         let cached = || {
             CachedSource::new(
                 KubeletSource::new(s.config.clone()),
-                PodGroupsCache::new(&root, s.config.cache_max_age),
+                PodGroupsCache::new(
+                    &root,
+                    s.config.cache_max_age,
+                    crate::podgroups::CacheWrites::Allowed,
+                ),
             )
         };
         // Two runtime processes, one per container of the pod.
@@ -385,7 +389,7 @@ mod tests {
             let text = err_text(lookup(&s.config, &alice()));
             assert!(text.contains(&status.to_string()), "{text}");
             assert!(text.contains("nodes/proxy"), "{text}");
-            assert!(text.contains(&s.config.url), "{text}");
+            assert!(text.contains(&s.config.kubelet_url), "{text}");
             assert_eq!(s.kubelet.requests(), 1, "{status} must not be retried");
         }
     }
@@ -433,7 +437,7 @@ mod tests {
             "{took:?}"
         );
         assert!(text.contains("no complete answer"), "{text}");
-        assert!(text.contains(&s.config.url), "{text}");
+        assert!(text.contains(&s.config.kubelet_url), "{text}");
     }
 
     #[test]
@@ -459,7 +463,7 @@ mod tests {
             KubeletStandIn::start_with_cert(&impostor_cert, &s.pki.ca.cert_pem, Behaviour::Serve)
                 .unwrap();
         let mut config = s.config.clone();
-        config.url = impostor.url();
+        config.kubelet_url = impostor.url();
         let text = err_text(lookup(&config, &alice()));
         assert!(text.contains("not trusted"), "{text}");
         assert!(text.contains("some-other-ca"), "{text}");
@@ -492,7 +496,7 @@ mod tests {
             None,
         )]));
         let mut config = s.config.clone();
-        config.url = other.url();
+        config.kubelet_url = other.url();
         let text = err_text(lookup(&config, &alice()));
         assert!(text.contains("not valid for the name"), "{text}");
         assert!(text.contains("kubelet-tls-server-name"), "{text}");

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{LookupError, PodGroups, PodRef};
+use crate::pod::{LookupError, PodGroups, PodRef};
 
 #[derive(Deserialize)]
 pub struct PodListView {

@@ -14,8 +14,8 @@
 //! colons inside skipped values are not checked). The kubelet is authenticated, so this is about
 //! failing on broken replies, not on hostile ones.
 
-use super::PodRef;
 use super::podlist::{MetadataView, PodListView, PodView, SecurityContextView, SpecView};
+use crate::pod::PodRef;
 
 /// Deepest nesting accepted inside skipped values.
 const MAX_DEPTH: usize = 1024;

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::config::AnnotationOverrides;
-use crate::podgroups::PodRef;
+use crate::pod::{Identity, PodRef};
 
 pub const CONTAINERD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
 pub const CONTAINERD_NAME: &str = "io.kubernetes.cri.sandbox-name";
@@ -22,21 +21,6 @@ pub const CRIO_UID: &str = "io.kubernetes.pod.uid";
 pub const CRIO_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const CRIO_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
-
-/// What kind of container this is, as far as group enforcement is concerned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Identity {
-    /// The pod's pause/infra container: not user code, passed through unchanged.
-    Sandbox { pod: Option<PodRef> },
-    /// A container of a Kubernetes pod: its groups are enforced.
-    PodContainer {
-        pod: PodRef,
-        container_name: Option<String>,
-    },
-    /// No pod annotations: not created by Kubernetes (an admin's `ctr run`, podman).
-    Unmanaged,
-}
 
 /// Reads one field from every key that may carry it; keys that disagree are an error, because
 /// a container must never be identified by whichever key happens to be read first.
@@ -58,20 +42,6 @@ fn field(
         }
     }
     Ok(found.map(|(_, v)| v.clone()))
-}
-
-/// The annotations libcontainer kept in a container's state: what create saw, whatever the
-/// bundle says now.
-pub fn state_annotations(
-    container: &libcontainer::container::Container,
-) -> BTreeMap<String, String> {
-    container
-        .state
-        .annotations
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
 }
 
 pub fn identify(

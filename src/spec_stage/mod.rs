@@ -1,11 +1,23 @@
 //! The spec-loading stage that runs in-process before libcontainer creates anything:
-//! load → identify → resolve → decide → persist. `exec` reuses identify/resolve/decide on the
-//! exec process (see `exec`).
+//!
+//! 1. [`load`]: config.json as raw JSON, and the fields the decision reads;
+//! 2. [`identify`]: sandbox, pod container or unmanaged, from the CRI's annotations;
+//! 3. [`resolve`]: the pod's groups, from a [`PodGroupsSource`] the caller passes in;
+//! 4. [`decide`]: which gids stay (a pure function);
+//! 5. [`persist`]: the lossless, atomic rewrite of `process.user.additionalGids`.
+//!
+//! Create and record (steps 6 and 7) are the callers' (`commands::create`, `crate::record`).
+//! `exec` reuses the decision on an exec process ([`exec_filter`]). Nothing here builds a pod
+//! source or reads libcontainer's state: every fail-closed rule can be tested with an in-memory
+//! source.
 
-pub mod exec;
+pub mod audit;
+pub mod decide;
+pub mod exec_filter;
 pub mod identify;
 pub mod load;
 pub mod persist;
+pub mod resolve;
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,10 +26,9 @@ use anyhow::{Result, anyhow};
 use serde::Serialize;
 
 use crate::config::{Config, UnmanagedPolicy};
-use crate::podgroups::{self, PodGroups};
-use crate::policy::{self, Decision};
+use crate::pod::{Identity, PodGroups, PodGroupsSource};
 use crate::record::Record;
-use identify::Identity;
+use decide::Decision;
 use load::BundleSpec;
 
 /// What the stage found for one container, without side effects (also what `explain` prints).
@@ -37,6 +48,7 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// What to keep beside the container for later execs.
     pub fn record(&self) -> Record {
         let granted = self
             .pod_groups
@@ -53,12 +65,13 @@ impl Evaluation {
 }
 
 /// Steps 2–4 for a loaded spec. Fails (closed) whenever a pod container's groups cannot be
-/// determined, or an unmanaged container meets `unmanaged = "deny"`.
+/// determined, or an unmanaged container meets `unmanaged = "deny"`. The source is asked only
+/// for a pod container.
 pub fn evaluate(
     spec: &BundleSpec,
     container_id: &str,
     config: &Config,
-    state_root: &Path,
+    source: &dyn PodGroupsSource,
 ) -> Result<Evaluation> {
     let started = Instant::now();
     let identity = identify::identify(&spec.annotations, container_id, &config.annotations)
@@ -83,13 +96,9 @@ pub fn evaluate(
             }
         }
         Identity::PodContainer { pod, .. } => {
-            let source = podgroups::from_config(config, state_root)
-                .map_err(|e| fail_closed(container_id, pod, &e))?;
             eval.source = Some(source.describe());
-            let groups = source
-                .lookup(pod)
-                .map_err(|e| fail_closed(container_id, pod, &anyhow!(e)))?;
-            eval.decision = Some(policy::decide(
+            let groups = resolve::resolve(source, pod, container_id)?;
+            eval.decision = Some(decide::decide(
                 &spec.user.additional_gids,
                 spec.user.gid,
                 groups.granted(),
@@ -101,83 +110,20 @@ pub fn evaluate(
     Ok(eval)
 }
 
-fn fail_closed(container_id: &str, pod: &podgroups::PodRef, err: &anyhow::Error) -> anyhow::Error {
-    anyhow!(
-        "cannot determine the supplementary groups of pod {pod} for container {container_id}: \
-         {err:#}; refusing to create it with unfiltered groups"
-    )
-}
-
 /// The whole stage for `create`/`run`: evaluates, logs the decision, and rewrites config.json
 /// when gids must go. Returns the record to keep once the container exists.
 pub fn enforce_on_bundle(
     bundle: &Path,
     container_id: &str,
     config: &Config,
-    state_root: &Path,
+    source: &dyn PodGroupsSource,
 ) -> Result<Record> {
     let mut spec = BundleSpec::load(bundle)?;
-    let eval = evaluate(&spec, container_id, config, state_root)?;
+    let eval = evaluate(&spec, container_id, config, source)?;
     if let Some(decision) = eval.decision.as_ref().filter(|d| d.drops_any()) {
         persist::set_additional_gids(&mut spec.json, &["process", "user"], &decision.kept)?;
         persist::replace_file(&spec.path, &persist::serialize_like(&spec.raw, &spec.json)?)?;
     }
-    audit("create", &eval);
+    audit::audit("create", &eval);
     Ok(eval.record())
-}
-
-/// One structured line per decision, for the audit trail.
-pub fn audit(operation: &str, eval: &Evaluation) {
-    let (pod, pod_uid, container_name) = match &eval.identity {
-        Identity::PodContainer {
-            pod,
-            container_name,
-        } => (
-            format!("{}/{}", pod.namespace, pod.name),
-            pod.uid.clone().unwrap_or_default(),
-            container_name.clone().unwrap_or_default(),
-        ),
-        Identity::Sandbox { pod: Some(pod) } => (
-            format!("{}/{}", pod.namespace, pod.name),
-            pod.uid.clone().unwrap_or_default(),
-            String::new(),
-        ),
-        _ => Default::default(),
-    };
-    let kind = match &eval.identity {
-        Identity::PodContainer { .. } => "pod-container",
-        Identity::Sandbox { .. } => "sandbox",
-        Identity::Unmanaged => "unmanaged",
-    };
-    let fmt_gids = |g: &[u32]| g.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    match &eval.decision {
-        Some(d) => tracing::info!(
-            operation,
-            container_id = eval.container_id.as_str(),
-            kind,
-            pod = pod.as_str(),
-            pod_uid = pod_uid.as_str(),
-            container_name = container_name.as_str(),
-            input_gids = fmt_gids(&d.input).as_str(),
-            kept_gids = fmt_gids(&d.kept).as_str(),
-            dropped_gids = fmt_gids(&d.dropped).as_str(),
-            source = eval.source.as_deref().unwrap_or(""),
-            elapsed_us = eval.elapsed_us as u64,
-            "{}",
-            if d.drops_any() {
-                "supplementary groups filtered"
-            } else {
-                "supplementary groups allowed unchanged"
-            }
-        ),
-        None => tracing::info!(
-            operation,
-            container_id = eval.container_id.as_str(),
-            kind,
-            pod = pod.as_str(),
-            pod_uid = pod_uid.as_str(),
-            elapsed_us = eval.elapsed_us as u64,
-            "supplementary groups passed through ({kind})"
-        ),
-    }
 }

@@ -1,5 +1,5 @@
-//! The captured specs in `../shared/fixtures` (what containerd 1.6.20 and podman/conmon really
-//! handed a runtime), made runnable on this machine while keeping what the tests are about —
+//! The captured specs in `tests/fixtures/` of the repository (what containerd 1.6.20 and
+//! podman/conmon really handed a runtime), made runnable on this machine while keeping what the tests are about —
 //! `process.user` and the annotations — exactly as captured.
 
 use std::path::{Path, PathBuf};
@@ -7,17 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-/// `../shared` from the project root (this crate lives one level below it).
-pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+/// `tests/fixtures` of the repository (this crate lives one level below its root).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 pub fn containerd_fixture(name: &str) -> PathBuf {
-    shared_dir().join("fixtures/containerd-1.6.20").join(name)
+    fixtures_dir().join("containerd-1.6.20").join(name)
 }
 
 pub fn conmon_fixture(name: &str) -> PathBuf {
-    shared_dir().join("fixtures/conmon-podman-4.3").join(name)
+    fixtures_dir().join("conmon-podman-4.3").join(name)
 }
 
 pub fn load_json(path: &Path) -> Result<Value> {

@@ -1,9 +1,22 @@
 //! The command line: runc's global flags and subcommands (through liboci-cli's argument
 //! structs), plus this runtime's own subcommands.
 
+pub mod fast;
+
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+/// Parses argv (program name first): the shim's plain state/start/kill/delete calls without
+/// building clap's command tree ([`fast`]), everything else with clap. This one parse decides
+/// both what runs and whether it runs sealed ([`Command::enters_container`]).
+pub fn parse(argv: &[OsString]) -> Result<Opts, clap::Error> {
+    match fast::parse(argv) {
+        Some(opts) => Ok(opts),
+        None => Opts::try_parse_from(argv),
+    }
+}
 
 pub const DEFAULT_ROOT: &str = "/run/strict-supplementalgroups-container-runtime";
 
@@ -81,6 +94,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether this command starts a process that enters a container (and so must run from a
+    /// sealed image, CVE-2019-5736): create, run and exec.
+    pub fn enters_container(&self) -> bool {
+        matches!(
+            self,
+            Command::Create(_) | Command::Run(_) | Command::Exec(_)
+        )
+    }
+
     /// The subcommand's name as a caller typed it, for log lines.
     pub fn name(&self) -> &'static str {
         match self {

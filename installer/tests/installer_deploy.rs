@@ -14,7 +14,7 @@ const NAMESPACE: &str = "strict-supplementalgroups-system";
 const OVERLAYS: [(&str, &str); 2] = [("containerd", "--cri=containerd"), ("crio", "--cri=crio")];
 
 fn deploy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
 fn yaml_docs(path: &Path) -> Vec<Value> {

@@ -1,6 +1,6 @@
 //! strict-supplementalgroups-installer, driven as a binary against a temporary host root.
 //!
-//! Golden files: tests/fixtures/installer/golden/ (`UPDATE_GOLDEN=1` rewrites them). No test here
+//! Golden files: installer/tests/fixtures/golden/ (`UPDATE_GOLDEN=1` rewrites them). No test here
 //! restarts a real service: they pass `--no-restart` or a restart command that only records its
 //! arguments (this machine has no systemd).
 
@@ -11,14 +11,19 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const INSTALLER: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-installer");
-const RUNTIME: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-container-runtime");
+fn runtime_binary() -> String {
+    test_support::binaries::runtime()
+        .expect("the runtime binary")
+        .display()
+        .to_string()
+}
 const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 const BINARY: &str = "/usr/local/bin/strict-supplementalgroups-container-runtime";
 const RECORD: &str = "/var/lib/strict-supplementalgroups-installer/install-record.json";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/installer")
+        .join("tests/fixtures")
         .join(name)
 }
 
@@ -658,8 +663,9 @@ fn refuses_bad_handler_names_and_symlinked_configs() {
 fn installs_the_runtime_built_beside_it_by_default() {
     let node = Node::new();
     let out = ok(node.installer(&["install", "--cri", "containerd", "--no-restart"]));
-    assert!(out.contains(&format!("from {RUNTIME}")), "{out}");
-    assert_eq!(node.read(BINARY).unwrap(), std::fs::read(RUNTIME).unwrap());
+    let runtime = runtime_binary();
+    assert!(out.contains(&format!("from {runtime}")), "{out}");
+    assert_eq!(node.read(BINARY).unwrap(), std::fs::read(&runtime).unwrap());
 }
 
 #[test]

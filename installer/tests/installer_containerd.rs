@@ -12,7 +12,12 @@ use std::process::Command;
 use test_support::containerd::{Containerd, ContainerdOptions};
 
 const INSTALLER: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-installer");
-const RUNTIME: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-container-runtime");
+fn runtime_binary() -> String {
+    test_support::binaries::runtime()
+        .expect("the runtime binary")
+        .display()
+        .to_string()
+}
 const HANDLER: &str = "strict-supplementalgroups";
 
 fn run(args: &[&str]) -> String {
@@ -37,8 +42,7 @@ fn a_real_containerd_loads_the_registered_handler() {
     let config = dir.path().join("etc/containerd/config.toml");
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     let default = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/installer/containerd-1.6.20-default.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/containerd-1.6.20-default.toml"),
     )
     .unwrap();
     std::fs::write(&config, &default).unwrap();
@@ -54,12 +58,13 @@ fn a_real_containerd_loads_the_registered_handler() {
         "--no-restart",
     ];
 
+    let runtime = runtime_binary();
     let mut install = vec![
         "install",
         "--cri",
         "containerd",
         "--runtime-binary",
-        RUNTIME,
+        &runtime,
         "--runtime-path",
         binary.to_str().unwrap(),
         "--containerd-config",

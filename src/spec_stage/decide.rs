@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn fs_group_alone_is_granted() {
-        let granted = crate::podgroups::PodGroups {
+        let granted = crate::pod::PodGroups {
             uid: "u".into(),
             supplemental_groups: vec![50001],
             fs_group: Some(50002),

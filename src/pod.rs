@@ -1,0 +1,101 @@
+//! The shared vocabulary at the bottom of the library: which pod a container belongs to, what
+//! the pod grants, who a container is, and why a pod's groups could not be determined. Every
+//! other module may use these; these use nothing of the crate.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Which pod a container belongs to, as its annotations say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    /// Present when the CRI annotates it (containerd and CRI-O both do); a pod found under the
+    /// same name with another uid is a different pod and never a match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+impl fmt::Display for PodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)?;
+        if let Some(uid) = &self.uid {
+            write!(f, " (uid {uid})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The groups a pod's security context grants, as the source reported them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodGroups {
+    /// The uid of the pod the source returned.
+    pub uid: String,
+    pub supplemental_groups: Vec<u32>,
+    pub fs_group: Option<u32>,
+}
+
+impl PodGroups {
+    /// supplementalGroups ∪ {fsGroup}.
+    pub fn granted(&self) -> impl Iterator<Item = u32> + '_ {
+        self.supplemental_groups
+            .iter()
+            .copied()
+            .chain(self.fs_group)
+    }
+}
+
+/// Why a pod's groups could not be determined. Every variant makes create and exec fail closed.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("pod {pod} not found in {source_name}")]
+    NotFound {
+        pod: PodRef,
+        source_name: &'static str,
+    },
+    #[error(
+        "pod {}/{} in {source_name} has uid {found}, not {} (a different pod with the same name)",
+        pod.namespace, pod.name, pod.uid.as_deref().unwrap_or("?")
+    )]
+    UidMismatch {
+        pod: PodRef,
+        found: String,
+        source_name: &'static str,
+    },
+    #[error("pod {pod} in {source_name} has an invalid security context: {reason}")]
+    InvalidPod {
+        pod: PodRef,
+        reason: String,
+        source_name: &'static str,
+    },
+    #[error("looking up pod {pod} in {source_name}: {cause:#}")]
+    Source {
+        pod: PodRef,
+        source_name: &'static str,
+        cause: anyhow::Error,
+    },
+}
+
+/// A place to ask for a pod's groups.
+pub trait PodGroupsSource {
+    /// Short name for logs and errors (`file /etc/pods.json`, `kubelet https://…`).
+    fn describe(&self) -> String;
+
+    fn lookup(&self, pod: &PodRef) -> Result<PodGroups, LookupError>;
+}
+
+/// What kind of container this is, as far as group enforcement is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Identity {
+    /// The pod's pause/infra container: not user code, passed through unchanged.
+    Sandbox { pod: Option<PodRef> },
+    /// A container of a Kubernetes pod: its groups are enforced.
+    PodContainer {
+        pod: PodRef,
+        container_name: Option<String>,
+    },
+    /// No pod annotations: not created by Kubernetes (an admin's `ctr run`, podman).
+    Unmanaged,
+}
