@@ -43,8 +43,98 @@ use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::runtime::Outcome;
 
-/// The CRI plugin's table in a version 2 config.
+/// The CRI plugin's table in a version 2 config (in version 3 it keeps only the gRPC service's
+/// settings: the stream server, ...).
 pub const CRI_PLUGIN: &str = "io.containerd.grpc.v1.cri";
+/// Where a version 3 config (containerd 2.x) keeps the CRI runtimes (`containerd.runtimes`),
+/// `restrict_oom_score_adj` and the CNI settings.
+pub const CRI_RUNTIME_PLUGIN_V3: &str = "io.containerd.cri.v1.runtime";
+/// Where a version 3 config keeps the snapshotter and the pinned sandbox image.
+pub const CRI_IMAGES_PLUGIN_V3: &str = "io.containerd.cri.v1.images";
+
+/// A containerd release line the tests run against: Debian 12's package (1.6, in /usr/bin),
+/// and the 1.7 (Debian trixie) and 2.x (Debian sid) binaries `scripts/fetch-containerd` unpacks
+/// under `target/containerd/<line>/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerdLine {
+    V1_6,
+    V1_7,
+    V2,
+}
+
+impl ContainerdLine {
+    pub const ALL: [ContainerdLine; 3] = [Self::V1_6, Self::V1_7, Self::V2];
+
+    /// `1.6`, `1.7`, `2.x`: the name used in reports, options and `target/containerd/<line>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V1_6 => "1.6",
+            Self::V1_7 => "1.7",
+            Self::V2 => "2.x",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// The directory holding this line's `containerd`, `ctr` and `containerd-shim-runc-v2`.
+    pub fn bin_dir(self) -> PathBuf {
+        match self {
+            Self::V1_6 => PathBuf::from("/usr/bin"),
+            Self::V1_7 | Self::V2 => fetched_dir(self).join("usr/bin"),
+        }
+    }
+
+    /// The config version this line is configured with here: 2 up to 1.7, 3 from 2.0.
+    pub fn config_version(self) -> i64 {
+        match self {
+            Self::V1_6 | Self::V1_7 => 2,
+            Self::V2 => 3,
+        }
+    }
+
+    /// Whether the binaries are there (Debian's package; `scripts/bootstrap` fetches the
+    /// others); the error says how to get them.
+    pub fn check_installed(self) -> Result<()> {
+        for bin in ["containerd", "ctr", "containerd-shim-runc-v2"] {
+            let path = self.bin_dir().join(bin);
+            if !path.is_file() {
+                bail!(
+                    "containerd {}: {} is missing ({})",
+                    self.name(),
+                    path.display(),
+                    match self {
+                        Self::V1_6 => "apt-get install containerd",
+                        _ => "run scripts/bootstrap, which runs scripts/fetch-containerd",
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The exact version of the binary (`containerd --version`, third word).
+    pub fn version(self) -> Result<String> {
+        let out = Command::new(self.bin_dir().join("containerd"))
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running containerd {} --version", self.name()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .with_context(|| format!("unexpected containerd --version output {text:?}"))
+    }
+}
+
+/// `target/containerd/<line>` of the workspace (or `$STRICT_SG_CONTAINERD_DIR/<line>`).
+fn fetched_dir(line: ContainerdLine) -> PathBuf {
+    let base = std::env::var_os("STRICT_SG_CONTAINERD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/containerd"));
+    base.join(line.name())
+}
 
 /// How long [`Containerd::ctr`] lets one `ctr` call run.
 pub const CTR_TIMEOUT: Duration = Duration::from_secs(120);
@@ -98,6 +188,19 @@ impl ContainerdOptions {
 
     pub fn cleanup_cgroup(mut self, path: impl Into<String>) -> Self {
         self.cleanup_cgroups.push(path.into());
+        self
+    }
+
+    /// Runs `line`'s binaries: containerd and ctr from its bin dir, which also goes first on
+    /// containerd's PATH so that it starts that line's `containerd-shim-runc-v2`.
+    pub fn line(mut self, line: ContainerdLine) -> Self {
+        let bin = line.bin_dir();
+        self.binary = bin.join("containerd");
+        self.ctr_binary = bin.join("ctr");
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        self.env.retain(|(k, _)| k != "PATH");
+        self.env
+            .push(("PATH".to_owned(), format!("{}:{path}", bin.display())));
         self
     }
 }
@@ -390,10 +493,15 @@ fn isolate_config(config: &str, dir: &Path) -> Result<String> {
     let cri = table_mut(&mut doc, &["plugins", CRI_PLUGIN])?;
     cri["stream_server_address"] = value("127.0.0.1");
     cri["stream_server_port"] = value("0");
+    // Version 3 (containerd 2.x) keeps the runtimes in their own plugin's table.
+    let runtime_plugin = match doc.get("version").and_then(Item::as_integer) {
+        Some(v) if v >= 3 => CRI_RUNTIME_PLUGIN_V3,
+        _ => CRI_PLUGIN,
+    };
     let runc_root = p("runc");
     if let Some(runtimes) = doc
         .get_mut("plugins")
-        .and_then(|t| t.get_mut(CRI_PLUGIN))
+        .and_then(|t| t.get_mut(runtime_plugin))
         .and_then(|t| t.get_mut("containerd"))
         .and_then(|t| t.get_mut("runtimes"))
         .and_then(Item::as_table_like_mut)
