@@ -1,7 +1,10 @@
 //! A kubelet stand-in: an HTTPS server on 127.0.0.1 that, like a real kubelet's port 10250,
 //! **requires** a client certificate issued by the test CA, serves a settable PodList on
 //! `GET /pods` and single pods on `GET /api/v1/namespaces/{ns}/pods/{name}` (so it also stands
-//! in for the API server), and can be told to misbehave.
+//! in for the API server, together with PersistentVolumeClaims on
+//! `GET /api/v1/namespaces/{ns}/persistentvolumeclaims/{name}` and PersistentVolumes on
+//! `GET /api/v1/persistentvolumes/{name}`, see [`KubeletStandIn::set_volumes`]), and can be told
+//! to misbehave.
 //!
 //! ```no_run
 //! use test_support::certs::TestPki;
@@ -63,6 +66,8 @@ struct Shared {
     pods_body: Mutex<Arc<Vec<u8>>>,
     /// The PodList's items, for single-pod requests.
     pods: Mutex<Arc<Value>>,
+    /// PersistentVolumeClaims and PersistentVolumes served by name.
+    volumes: Mutex<Arc<(Vec<Value>, Vec<Value>)>>,
     behaviour: Mutex<Behaviour>,
     /// Failures left for `StatusThenServe`.
     failures_left: AtomicUsize,
@@ -97,6 +102,7 @@ impl KubeletStandIn {
         let shared = Arc::new(Shared {
             pods_body: Mutex::new(Arc::new(Vec::new())),
             pods: Mutex::new(Arc::new(Value::Null)),
+            volumes: Mutex::new(Arc::new((Vec::new(), Vec::new()))),
             behaviour: Mutex::new(Behaviour::Serve),
             failures_left: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
@@ -130,6 +136,12 @@ impl KubeletStandIn {
         let body = serde_json::to_vec(&list).unwrap_or_default();
         *lock(&self.shared.pods_body) = Arc::new(body);
         *lock(&self.shared.pods) = Arc::new(list);
+    }
+
+    /// Replaces the PersistentVolumeClaims (see [`pvc`]) and PersistentVolumes (see [`pv`])
+    /// served by name, as the API server serves them to a node.
+    pub fn set_volumes(&self, claims: Vec<Value>, volumes: Vec<Value>) {
+        *lock(&self.shared.volumes) = Arc::new((claims, volumes));
     }
 
     /// Changes how the next requests are answered.
@@ -295,43 +307,85 @@ fn serve_connection(tcp: TcpStream, config: Arc<ServerConfig>, shared: &Shared) 
     } else if path == "/pods" || path.starts_with("/pods?") {
         let body = lock(&shared.pods_body).clone();
         respond(&mut tls, 200, "application/json", &body)?;
+    } else if let Some(name) = path.strip_prefix("/api/v1/persistentvolumes/") {
+        let volumes = lock(&shared.volumes).clone();
+        let found = volumes
+            .1
+            .iter()
+            .find(|v| v["metadata"]["name"].as_str() == Some(name));
+        respond_object(
+            &mut tls,
+            found,
+            "persistentvolumes",
+            name,
+            "PersistentVolume",
+        )?;
     } else if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
-        let pods = lock(&shared.pods).clone();
-        match rest.split_once("/pods/") {
-            Some((ns, name)) if !name.contains('/') => match find(&pods, ns, name) {
-                Some(pod) => {
-                    let mut pod = pod.clone();
-                    pod["kind"] = json!("Pod");
-                    pod["apiVersion"] = json!("v1");
-                    respond(
-                        &mut tls,
-                        200,
-                        "application/json",
-                        &serde_json::to_vec(&pod).unwrap_or_default(),
-                    )?;
+        if let Some((ns, name)) = rest.split_once("/persistentvolumeclaims/") {
+            let volumes = lock(&shared.volumes).clone();
+            let found = volumes.0.iter().find(|c| {
+                c["metadata"]["namespace"].as_str() == Some(ns)
+                    && c["metadata"]["name"].as_str() == Some(name)
+            });
+            respond_object(
+                &mut tls,
+                found,
+                "persistentvolumeclaims",
+                name,
+                "PersistentVolumeClaim",
+            )?;
+        } else {
+            let pods = lock(&shared.pods).clone();
+            match rest.split_once("/pods/") {
+                Some((ns, name)) if !name.contains('/') => {
+                    respond_object(&mut tls, find(&pods, ns, name), "pods", name, "Pod")?
                 }
-                None => {
-                    let status = json!({
-                        "kind": "Status", "apiVersion": "v1", "metadata": {},
-                        "status": "Failure",
-                        "message": format!("pods \"{name}\" not found"),
-                        "reason": "NotFound",
-                        "details": {"name": name, "kind": "pods"}, "code": 404
-                    });
-                    respond(
-                        &mut tls,
-                        404,
-                        "application/json",
-                        &serde_json::to_vec(&status).unwrap_or_default(),
-                    )?;
-                }
-            },
-            _ => respond(&mut tls, 404, "text/plain", b"404 page not found")?,
+                _ => respond(&mut tls, 404, "text/plain", b"404 page not found")?,
+            }
         }
     } else {
         respond(&mut tls, 404, "text/plain", b"404 page not found")?;
     }
     Ok(())
+}
+
+/// 200 with the object (its kind and apiVersion set, as the API server sends them), or the API
+/// server's 404 Status naming `resource`.
+fn respond_object(
+    tls: &mut StreamOwned<ServerConnection, TcpStream>,
+    found: Option<&Value>,
+    resource: &str,
+    name: &str,
+    kind: &str,
+) -> Result<()> {
+    match found {
+        Some(object) => {
+            let mut object = object.clone();
+            object["kind"] = json!(kind);
+            object["apiVersion"] = json!("v1");
+            respond(
+                tls,
+                200,
+                "application/json",
+                &serde_json::to_vec(&object).unwrap_or_default(),
+            )
+        }
+        None => {
+            let status = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure",
+                "message": format!("{resource} \"{name}\" not found"),
+                "reason": "NotFound",
+                "details": {"name": name, "kind": resource}, "code": 404
+            });
+            respond(
+                tls,
+                404,
+                "application/json",
+                &serde_json::to_vec(&status).unwrap_or_default(),
+            )
+        }
+    }
 }
 
 fn find<'a>(list: &'a Value, ns: &str, name: &str) -> Option<&'a Value> {
@@ -417,6 +471,46 @@ fn subject_cn(cert: &CertificateDer<'_>) -> Option<String> {
         i += 1;
     }
     found
+}
+
+/// A PersistentVolumeClaim `namespace/name` (uid `uid`) bound to the PersistentVolume `volume`.
+pub fn pvc(namespace: &str, name: &str, uid: &str, volume: &str) -> Value {
+    json!({
+        "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "metadata": {"namespace": namespace, "name": name, "uid": uid},
+        "spec": {"accessModes": ["ReadWriteMany"], "volumeName": volume,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": "Bound"},
+    })
+}
+
+/// A PersistentVolume `name` bound to the claim `claim_namespace/claim_name` (uid `claim_uid`),
+/// with the kubelet's gid annotation `pv.beta.kubernetes.io/gid` when `gid` is given.
+pub fn pv(
+    name: &str,
+    gid: Option<&str>,
+    claim_namespace: &str,
+    claim_name: &str,
+    claim_uid: &str,
+) -> Value {
+    let mut annotations = json!({});
+    if let Some(gid) = gid {
+        annotations["pv.beta.kubernetes.io/gid"] = json!(gid);
+    }
+    json!({
+        "kind": "PersistentVolume",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "nfs": {"server": "nfs.example", "path": format!("/exports/{name}")},
+            "claimRef": {"kind": "PersistentVolumeClaim", "namespace": claim_namespace,
+                         "name": claim_name, "uid": claim_uid},
+        },
+        "status": {"phase": "Bound"},
+    })
 }
 
 /// A PodList value with these items.
@@ -648,6 +742,34 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
         assert!(get(&standin, &pki, false, "/pods").is_err());
         assert_eq!(standin.requests(), 3);
+        standin.set_volumes(
+            vec![pvc("ns", "data", "claim-uid", "pv-1")],
+            vec![pv("pv-1", Some("50000"), "ns", "data", "claim-uid")],
+        );
+        let reply = get(
+            &standin,
+            &pki,
+            true,
+            "/api/v1/namespaces/ns/persistentvolumeclaims/data",
+        )
+        .unwrap();
+        assert!(reply.contains("\"volumeName\":\"pv-1\""), "{reply}");
+        let reply = get(&standin, &pki, true, "/api/v1/persistentvolumes/pv-1").unwrap();
+        assert!(
+            reply.contains("\"pv.beta.kubernetes.io/gid\":\"50000\""),
+            "{reply}"
+        );
+        let reply = get(&standin, &pki, true, "/api/v1/persistentvolumes/pv-2").unwrap();
+        assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        let reply = get(
+            &standin,
+            &pki,
+            true,
+            "/api/v1/namespaces/other/persistentvolumeclaims/data",
+        )
+        .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        assert_eq!(standin.requests(), 7);
         assert_eq!(
             standin.seen()[0].client_cn.as_deref(),
             Some("system:node:test-node")
