@@ -27,22 +27,82 @@ impl fmt::Display for PodRef {
     }
 }
 
-/// The groups a pod's security context grants, as the source reported them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a pod grants, as the source reported it: the gids the kubelet puts into the CRI's
+/// `supplemental_groups` (the pod's `supplementalGroups`, its `fsGroup`, and the gid annotation
+/// of each PersistentVolume it mounts), and the `runAsGroup`s that decide which primary gids
+/// are the pod's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodGroups {
     /// The uid of the pod the source returned.
     pub uid: String,
     pub supplemental_groups: Vec<u32>,
     pub fs_group: Option<u32>,
+    /// `pv.beta.kubernetes.io/gid` of the PersistentVolumes bound to the pod's claims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_gids: Vec<VolumeGid>,
+    /// `spec.securityContext.runAsGroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
+    /// Every init, regular and ephemeral container with its own `securityContext.runAsGroup`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerGroups>,
+}
+
+/// A gid the pod holds because it mounts a PersistentVolume that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeGid {
+    pub gid: u32,
+    /// The pod's volume (`spec.volumes[].name`).
+    pub volume: String,
+    /// The PersistentVolumeClaim (a `persistentVolumeClaim.claimName`, or `<pod>-<volume>` for a
+    /// generic ephemeral volume).
+    pub claim: String,
+    /// The PersistentVolume bound to it.
+    pub persistent_volume: String,
+}
+
+/// Which list of the pod spec a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerKind {
+    Init,
+    Regular,
+    Ephemeral,
+}
+
+/// One container of the pod spec, as far as its primary gid is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerGroups {
+    pub name: String,
+    pub kind: ContainerKind,
+    /// The container's own `securityContext.runAsGroup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
 }
 
 impl PodGroups {
-    /// supplementalGroups ∪ {fsGroup}.
+    /// supplementalGroups ∪ {fsGroup} ∪ volume gids: the CRI `supplemental_groups` the kubelet
+    /// sends, and so what `supplementalGroupsPolicy: Strict` gives a container.
     pub fn granted(&self) -> impl Iterator<Item = u32> + '_ {
         self.supplemental_groups
             .iter()
             .copied()
             .chain(self.fs_group)
+            .chain(self.volume_gids.iter().map(|v| v.gid))
+    }
+
+    /// The container of that name, in whichever list of the spec it is.
+    pub fn container(&self, name: &str) -> Option<&ContainerGroups> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The `runAsGroup` that applies to a container: its own, else the pod's (as the kubelet
+    /// resolves it). `None` when neither sets one: the image then chooses the primary gid.
+    pub fn effective_run_as_group(&self, container: Option<&str>) -> Option<u32> {
+        container
+            .and_then(|name| self.container(name))
+            .and_then(|c| c.run_as_group)
+            .or(self.run_as_group)
     }
 }
 

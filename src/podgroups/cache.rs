@@ -22,7 +22,8 @@ use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
 
 /// The cache directory's name under the runtime's state root.
 pub const CACHE_DIR: &str = "~pod-groups-cache";
-const ENTRY_VERSION: u32 = 1;
+/// 2: the whole `PodGroups` (volume gids and runAsGroups); entries of 1 are ignored.
+const ENTRY_VERSION: u32 = 2;
 /// Temporary files older than this are leftovers of a crashed writer.
 const STALE_TEMP: Duration = Duration::from_secs(600);
 
@@ -33,9 +34,7 @@ struct Entry {
     namespace: String,
     name: String,
     uid: String,
-    supplemental_groups: Vec<u32>,
-    #[serde(default)]
-    fs_group: Option<u32>,
+    groups: PodGroups,
     /// Which source answered, for people reading the directory.
     source: String,
     /// Seconds since the epoch.
@@ -104,6 +103,7 @@ impl PodGroupsCache {
         };
         if entry.version != ENTRY_VERSION
             || entry.uid != uid
+            || entry.groups.uid != uid
             || entry.namespace != pod.namespace
             || entry.name != pod.name
         {
@@ -115,11 +115,7 @@ impl PodGroupsCache {
             tracing::debug!(path = %path.display(), ?age, "cache entry too old; ignoring it");
             return None;
         }
-        Some(PodGroups {
-            uid: entry.uid,
-            supplemental_groups: entry.supplemental_groups,
-            fs_group: entry.fs_group,
-        })
+        Some(entry.groups)
     }
 
     /// Stores an answer (best effort: a cache that cannot be written only costs a request
@@ -142,8 +138,7 @@ impl PodGroupsCache {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
             uid: uid.to_owned(),
-            supplemental_groups: groups.supplemental_groups.clone(),
-            fs_group: groups.fs_group,
+            groups: groups.clone(),
             source: source.to_owned(),
             stored_at: now_secs(),
         };
@@ -311,6 +306,7 @@ mod tests {
                 uid: uid.into(),
                 supplemental_groups: vec![60000],
                 fs_group: Some(70000),
+                ..Default::default()
             },
         }
     }
@@ -428,6 +424,7 @@ mod tests {
             uid: "u1".into(),
             supplemental_groups: (0..2000).collect(),
             fs_group: None,
+            ..Default::default()
         };
         std::thread::scope(|s| {
             for _ in 0..8 {

@@ -131,6 +131,7 @@ pub fn groups_of(
         uid,
         supplemental_groups,
         fs_group,
+        ..Default::default()
     })
 }
 

@@ -83,6 +83,7 @@ mod tests {
             uid: "u".into(),
             supplemental_groups: vec![50001],
             fs_group: Some(50002),
+            ..Default::default()
         };
         let d = decide(&[1000, 50000, 50001, 50002], 1000, granted.granted());
         assert_eq!(d.kept, vec![1000, 50001, 50002]);
