@@ -11,15 +11,16 @@
 //! - [`podgroups`]: the sources of a pod's groups (file, kubelet, API server, cache);
 //! - [`record`], [`container_state`], [`atomic_file`]: what is kept beside a container, and
 //!   libcontainer's state read for us;
-//! - [`cli`], [`config`], [`logging`], [`seal`], [`process_groups`], [`cgroup_v1`]: the edges;
+//! - [`cli`], [`config`], [`logging`], [`seal`], [`process_groups`], [`cgroup_dirs`]: the edges;
 //! - [`pod`]: the shared vocabulary (pod reference, pod groups, identity, lookup error).
 
 pub mod atomic_file;
-pub mod cgroup_v1;
+pub mod cgroup_dirs;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod container_state;
+pub mod etc_passwd;
 pub mod logging;
 pub mod pod;
 pub mod podgroups;

@@ -117,14 +117,22 @@ impl Sink {
     }
 }
 
+/// Opens a log file for appending. Log lines name pods, containers and their groups: a file
+/// (and any directory) this creates is private to root and its group — 0640 and 0750 — while
+/// an existing file or directory keeps the mode an operator gave it.
 fn open_log_file(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
             .with_context(|| format!("creating log directory {}", dir.display()))?;
     }
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(path)
         .with_context(|| format!("opening log file {}", path.display()))
 }

@@ -5,58 +5,15 @@
 //! version reads the image's `/etc/nsswitch.conf` and may `dlopen` whatever `libnss_*.so.2` the
 //! image names — code from the image, loaded into the runtime's own process — and in a
 //! statically linked binary such a `dlopen` of a foreign glibc's module is undefined behaviour.
-//! Like runc, which parses `/etc/passwd` itself, this definition reads only `/etc/passwd`.
+//! Like runc, which parses `/etc/passwd` itself, this definition reads only `/etc/passwd` (with
+//! the library's `etc_passwd`: a regular file only, never blocking, bounded).
 //! Being defined in the executable, it takes precedence over the C library's for every caller
 //! in this binary (`nix::unistd::User::from_uid` included).
 
 use std::ffi::{c_char, c_int};
-use std::io::Read;
+use std::path::Path;
 
-/// The most of /etc/passwd that is read: enough for any real image, bounded for hostile ones.
-const MAX_PASSWD_BYTES: u64 = 4 << 20;
-
-/// One `/etc/passwd` entry, borrowed from the file's text.
-#[derive(Debug, PartialEq, Eq)]
-struct Entry<'a> {
-    name: &'a [u8],
-    passwd: &'a [u8],
-    uid: u32,
-    gid: u32,
-    gecos: &'a [u8],
-    dir: &'a [u8],
-    shell: &'a [u8],
-}
-
-/// Finds the first well-formed entry for `uid`; malformed lines are skipped, as glibc does.
-fn find_entry(text: &[u8], uid: u32) -> Option<Entry<'_>> {
-    text.split(|&b| b == b'\n').find_map(|line| {
-        let mut f = line.split(|&b| b == b':');
-        let name = f.next()?;
-        let passwd = f.next()?;
-        let entry_uid = std::str::from_utf8(f.next()?).ok()?.parse::<u32>().ok()?;
-        let gid = std::str::from_utf8(f.next()?).ok()?.parse::<u32>().ok()?;
-        let gecos = f.next()?;
-        let dir = f.next()?;
-        let shell = f.next().unwrap_or_default();
-        (entry_uid == uid && !name.is_empty() && !name.starts_with(b"+") && !name.starts_with(b"-"))
-            .then_some(Entry {
-                name,
-                passwd,
-                uid: entry_uid,
-                gid,
-                gecos,
-                dir,
-                shell,
-            })
-    })
-}
-
-fn read_passwd() -> Option<Vec<u8>> {
-    let file = std::fs::File::open("/etc/passwd").ok()?;
-    let mut text = Vec::new();
-    file.take(MAX_PASSWD_BYTES).read_to_end(&mut text).ok()?;
-    Some(text)
-}
+use strict_supplementalgroups::etc_passwd::{find_by_uid, read_bounded};
 
 /// Copies `fields` NUL-terminated into `buf`; returns the start of each, or None if too small.
 fn pack(buf: &mut [u8], fields: &[&[u8]]) -> Option<Vec<usize>> {
@@ -95,11 +52,12 @@ pub unsafe extern "C" fn getpwuid_r(
     if pwd.is_null() || buf.is_null() {
         return libc::EINVAL;
     }
-    let Some(text) = read_passwd() else {
-        // No /etc/passwd: "not found", as glibc reports it.
+    // No readable /etc/passwd (missing, not a regular file, too big): "not found", as glibc
+    // reports a missing file.
+    let Ok(Some(text)) = read_bounded(Path::new("/etc/passwd")) else {
         return 0;
     };
-    let Some(entry) = find_entry(&text, uid) else {
+    let Some(entry) = find_by_uid(&text, uid) else {
         return 0;
     };
     // SAFETY: buf is valid for buflen bytes per the contract.
@@ -134,29 +92,6 @@ pub unsafe extern "C" fn getpwuid_r(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n\
-        broken line\n\
-        +nis:x:7:7::/nis:\n\
-        bad:x:notanumber:1::/bad:/bin/false\n\
-        alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
-        alice2:x:1000:1000::/second:/bin/sh\n\
-        noshell:x:5:5::/ns\n";
-
-    #[test]
-    fn finds_first_well_formed_entry() {
-        let e = find_entry(PASSWD, 1000).unwrap();
-        assert_eq!(
-            (e.name, e.dir, e.gid),
-            (&b"alice"[..], &b"/home/alice"[..], 1000)
-        );
-        assert!(
-            find_entry(PASSWD, 7).is_none(),
-            "NIS compat lines are not entries"
-        );
-        assert!(find_entry(PASSWD, 4242).is_none());
-        assert_eq!(find_entry(PASSWD, 5).unwrap().shell, b"");
-    }
 
     #[test]
     fn packs_or_reports_erange() {

@@ -132,6 +132,103 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// Odd but valid global-flag forms before create/run/exec: each must parse to a command that
+    /// enters a container (and so runs sealed), because the seal is decided by this same parse.
+    /// (Before, a separate argv scan read `--rootless state create …` as `state` and clustered
+    /// short flags such as `-sr ROOT exec …` as the subcommand `ROOT`, and skipped the seal.)
+    #[test]
+    fn every_argv_that_enters_a_container_is_sealed() {
+        let tails: [&[&str]; 3] = [
+            &["create", "--bundle", "/b", "id"],
+            &["run", "--bundle", "/b", "-d", "id"],
+            &["exec", "--process", "/p", "id"],
+        ];
+        let globals: &[&[&str]] = &[
+            &[],
+            &["--rootless", "state"],
+            &["--rootless"],
+            &["--rootless=true"],
+            &["--rootless", "false"],
+            &["--root", "/r"],
+            &["--root=/r"],
+            &["-r", "/r"],
+            &["-r/r"],
+            &["-sr", "/r"],
+            &["-sl", "/log"],
+            &["-s", "-l", "/log", "-r", "/r"],
+            &["--log", "create"],
+            &["--log=/l", "--log-format", "json"],
+            &["--criu", "state", "--log-level", "debug"],
+            &["--debug", "--systemd-cgroup"],
+            &["--log-format=json", "--root", "exec"],
+        ];
+        for tail in tails {
+            for global in globals {
+                let argv: Vec<OsString> = std::iter::once("rt")
+                    .chain(global.iter().copied())
+                    .chain(tail.iter().copied())
+                    .map(OsString::from)
+                    .collect();
+                // A form clap refuses (`--rootless create …` reads `create` as the flag's
+                // value) runs nothing; every form that dispatches to create/run/exec is sealed.
+                let Ok(opts) = parse(&argv) else {
+                    continue;
+                };
+                let name = opts.command.name();
+                assert_eq!(
+                    opts.command.enters_container(),
+                    matches!(name, "create" | "run" | "exec"),
+                    "{argv:?} -> {:?}",
+                    opts.command
+                );
+            }
+        }
+        // The forms that used to skip the seal parse, dispatch to their command, and seal.
+        for global in [
+            &["--rootless", "state"][..],
+            &["-sr", "/r"],
+            &["-sl", "/log"],
+            &["-r/r"],
+        ] {
+            for tail in tails {
+                let argv: Vec<OsString> = std::iter::once("rt")
+                    .chain(global.iter().copied())
+                    .chain(tail.iter().copied())
+                    .map(OsString::from)
+                    .collect();
+                let opts = parse(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+                assert_eq!(opts.command.name(), tail[0], "{argv:?}");
+                assert!(opts.command.enters_container(), "{argv:?}");
+            }
+        }
+        // `--` ends the options: what follows is the subcommand.
+        let argv: Vec<OsString> = ["rt", "--root", "/r", "--", "exec", "--process", "/p", "x"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        if let Ok(opts) = parse(&argv) {
+            assert_eq!(
+                opts.command.enters_container(),
+                opts.command.name() == "exec"
+            );
+        }
+        // The commands that stay on the host are not sealed.
+        for cmd in [
+            &["state", "x"][..],
+            &["kill", "x", "9"],
+            &["delete", "x"],
+            &["list"],
+        ] {
+            let argv: Vec<OsString> = std::iter::once("rt")
+                .chain(["--root", "create"])
+                .chain(cmd.iter().copied())
+                .map(OsString::from)
+                .collect();
+            let opts = parse(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert!(!opts.command.enters_container(), "{argv:?}");
+        }
+    }
+
     #[test]
     fn clap_definition_is_consistent() {
         Opts::command().debug_assert();

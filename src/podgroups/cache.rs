@@ -311,6 +311,12 @@ mod tests {
         }
     }
 
+    /// A container id can never name the cache directory (once, `pod-groups-cache` could).
+    #[test]
+    fn the_cache_directory_is_no_container_id() {
+        assert!(crate::container_state::validate_id(CACHE_DIR).is_err());
+    }
+
     #[test]
     fn second_lookup_of_a_uid_is_served_from_the_cache() {
         let root = tempfile::tempdir().unwrap();

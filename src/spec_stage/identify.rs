@@ -105,10 +105,15 @@ pub fn identify(
             if namespace.is_empty() || name.is_empty() {
                 bail!("pod annotations name an empty pod namespace or name");
             }
+            // An empty uid is not a uid: matching by namespace and name alone could pick a
+            // same-named pod from another life.
+            if uid.as_deref() == Some("") {
+                bail!("the pod uid annotation is present but empty");
+            }
             Some(PodRef {
                 namespace,
                 name,
-                uid: uid.filter(|u| !u.is_empty()),
+                uid,
             })
         }
         (None, None) => None,
@@ -120,19 +125,27 @@ pub fn identify(
     };
 
     match kind.as_deref() {
-        Some("sandbox") => {
-            // Only the sandbox itself may claim to be one: its sandbox id is its own id. An app
-            // container claiming "sandbox" would otherwise escape enforcement.
-            if let Some(sid) = &sandbox_id {
-                if sid != container_id {
-                    bail!(
-                        "container {container_id} is annotated as a pod sandbox, but its sandbox \
-                         id is {sid}"
-                    );
-                }
-            }
-            Ok(Identity::Sandbox { pod })
-        }
+        // Only the sandbox itself may claim to be one, and the proof is the annotation
+        // containerd and CRI-O always write: its sandbox id is its own id. A claim without that
+        // proof (id missing or empty) is enforced as a container of its pod; one that names
+        // another sandbox is refused.
+        Some("sandbox") => match sandbox_id.as_deref() {
+            Some(sid) if sid == container_id => Ok(Identity::Sandbox { pod }),
+            Some(sid) if !sid.is_empty() => bail!(
+                "container {container_id} is annotated as a pod sandbox, but its sandbox id is \
+                 {sid}"
+            ),
+            _ => match pod {
+                Some(pod) => Ok(Identity::PodContainer {
+                    pod,
+                    container_name,
+                }),
+                None => bail!(
+                    "container {container_id} is annotated as a pod sandbox without its sandbox \
+                     id or pod annotations"
+                ),
+            },
+        },
         Some("container") | None => match pod {
             Some(pod) => Ok(Identity::PodContainer {
                 pod,
@@ -232,6 +245,44 @@ mod tests {
         ));
         let err = identify(&a, "not-sb", &none()).unwrap_err().to_string();
         assert!(err.contains("sandbox id"), "{err}");
+    }
+
+    /// A sandbox claim is proven only by the sandbox-id annotation naming the container itself;
+    /// without it (absent or empty) the container is enforced as a container of its pod.
+    #[test]
+    fn a_sandbox_claim_without_proof_is_enforced() {
+        for ty in [CONTAINERD_TYPE, CRIO_TYPE] {
+            for sid in [None, Some("")] {
+                let mut a = ann(&[
+                    (ty, "sandbox"),
+                    (CONTAINERD_NAMESPACE, "n"),
+                    (CONTAINERD_NAME, "p"),
+                ]);
+                if let Some(sid) = sid {
+                    a.insert(CONTAINERD_SANDBOX_ID.into(), sid.into());
+                }
+                assert!(
+                    matches!(
+                        identify(&a, "c", &none()).unwrap(),
+                        Identity::PodContainer { .. }
+                    ),
+                    "{a:?}"
+                );
+            }
+        }
+        let a = ann(&[(CONTAINERD_TYPE, "sandbox")]);
+        assert!(identify(&a, "c", &none()).is_err());
+    }
+
+    #[test]
+    fn an_empty_pod_uid_is_not_a_uid() {
+        let a = ann(&[
+            (CONTAINERD_NAMESPACE, "n"),
+            (CONTAINERD_NAME, "p"),
+            (CONTAINERD_UID, ""),
+        ]);
+        let err = identify(&a, "c", &none()).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
     }
 
     #[test]

@@ -56,8 +56,9 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
         bail!("{} is not a regular file", path.display());
     }
     crate::atomic_file::replace(path, contents, |tmp| {
-        tmp.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        // Owner first: chown clears set-id bits, chmod then sets the whole mode.
         std::os::unix::fs::fchown(tmp, Some(meta.uid()), Some(meta.gid()))?;
+        tmp.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
         tmp.sync_all()
     })?;
     // Make the rename itself durable; a failure here leaves a correct file, so only log it.
@@ -74,7 +75,7 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     const SPEC: &str = r#"{"ociVersion":"1.0.2-dev","zVendor":{"b":1,"a":[1.5,"x"]},"process":{"user":{"uid":1000,"gid":1000,"additionalGids":[1000,50000,60000],"umask":18},"args":["id"],"unknownProcessField":true},"annotations":{"z":"1","a":"2"},"linux":{"futureField":{"k":null}}}"#;
 
@@ -102,6 +103,24 @@ mod tests {
         let json: Value = serde_json::from_slice(original).unwrap();
         let out = serialize_like(original, &json).unwrap();
         assert_eq!(out, original);
+    }
+
+    /// chown clears set-id bits, so the owner is set before the mode (the other order lost
+    /// them). Root only: chown to another owner needs it.
+    #[test]
+    fn replace_keeps_set_id_bits_and_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, "old").unwrap();
+        std::os::unix::fs::chown(&path, Some(1234), Some(4321)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o6755)).unwrap();
+        replace_file(&path, b"new").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o6755);
+        assert_eq!((meta.uid(), meta.gid()), (1234, 4321));
     }
 
     #[test]

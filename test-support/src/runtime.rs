@@ -20,6 +20,9 @@ pub struct Runtime {
     pub env: Vec<(String, String)>,
     /// Working directory (the shim runs the runtime in the bundle).
     pub cwd: Option<PathBuf>,
+    /// Supplementary groups the runtime process starts with (a caller that has some, such as a
+    /// shim started from a root shell); `None` inherits the test's.
+    pub caller_groups: Option<Vec<u32>>,
 }
 
 /// What one call printed and how it exited.
@@ -57,7 +60,14 @@ impl Runtime {
             log: None,
             env: Vec::new(),
             cwd: None,
+            caller_groups: None,
         }
+    }
+
+    /// Runs the runtime with exactly these supplementary groups.
+    pub fn with_caller_groups(mut self, groups: &[u32]) -> Self {
+        self.caller_groups = Some(groups.to_vec());
+        self
     }
 
     pub fn with_log(mut self, log: impl Into<PathBuf>) -> Self {
@@ -118,6 +128,18 @@ impl Runtime {
         }
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
+        }
+        if let Some(groups) = self.caller_groups.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setgroups is async-signal-safe; `groups` was allocated before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .spawn()

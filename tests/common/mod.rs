@@ -8,9 +8,15 @@ use std::sync::Once;
 use std::time::Duration;
 
 use serde_json::Value;
+use test_support::fixtures::{
+    Adapt, TestPod, adapt, containerd_fixture, load_json, pod_list, write_file_source_config,
+};
 use test_support::process;
 use test_support::rootfs::{Bundle, minimal_config};
 use test_support::runtime::Runtime;
+
+/// The environment variable naming the runtime's config file.
+pub const CONFIG_ENV: &str = "STRICT_SUPPLEMENTALGROUPS_CONFIG";
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-container-runtime");
 
@@ -64,8 +70,105 @@ impl TestEnv {
         }
     }
 
+    /// An environment whose runtime reads `pods` from a pods file (the `file` source), with
+    /// `extra` appended to its config.
+    pub fn with_pods(name: &str, pods: &[TestPod<'_>], extra_config: &str) -> Self {
+        let mut env = Self::new(name);
+        env.write_pods(pods);
+        let config =
+            write_file_source_config(env.path(), &env.pods_file(), extra_config).expect("config");
+        env.runtime = env
+            .runtime
+            .clone()
+            .with_env(CONFIG_ENV, config.display().to_string());
+        env
+    }
+
+    /// The pods file of [`TestEnv::with_pods`].
+    pub fn pods_file(&self) -> PathBuf {
+        self.path().join("pods.json")
+    }
+
+    /// Replaces what the pods file lists.
+    pub fn write_pods(&self, pods: &[TestPod<'_>]) {
+        std::fs::write(
+            self.pods_file(),
+            serde_json::to_vec(&pod_list(pods)).expect("pods json"),
+        )
+        .expect("writing pods file");
+    }
+
+    /// Replaces the runtime's config file (same path, read on every runtime call).
+    pub fn write_config(&self, text: &str) {
+        let (_, path) = self
+            .runtime
+            .env
+            .iter()
+            .find(|(k, _)| k == CONFIG_ENV)
+            .expect("environment with a config file");
+        std::fs::write(path, text).expect("writing config");
+    }
+
     pub fn path(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// A bundle from a captured containerd spec (tests/fixtures), made runnable here.
+    pub fn fixture_bundle(&self, fixture: &str, id: &str, sandbox_pid: Option<i32>) -> Bundle {
+        let mut spec = load_json(&containerd_fixture(fixture)).expect("fixture");
+        let stubs = self.path().join(format!("stubs-{id}"));
+        std::fs::create_dir_all(&stubs).expect("stub dir");
+        adapt(
+            &mut spec,
+            &Adapt {
+                cgroups_path: self.cgroup(id),
+                sandbox_pid,
+                stub_dir: &stubs,
+            },
+        )
+        .expect("adapting fixture");
+        self.bundle_with(id, &spec)
+    }
+
+    /// `exec --detach --pid-file … <extra> ID <args>`; returns the exec'd process's pid.
+    pub fn exec_detached(&self, id: &str, extra: &[&str], args: &[&str]) -> i32 {
+        let pid_file = self.path().join(format!("exec-{id}-{}.pid", unique()));
+        let p = pid_file.display().to_string();
+        let mut all = vec!["exec", "--detach", "--pid-file", &p];
+        all.extend_from_slice(extra);
+        all.push(id);
+        all.extend_from_slice(args);
+        self.runtime
+            .run(&all)
+            .expect("running exec")
+            .expect_ok("exec --detach");
+        process::read_pid_file(&pid_file).expect("exec pid file")
+    }
+
+    /// The groups of a process exec'd with `extra` (e.g. `--process F`, `--user 1000`) into a
+    /// running container; the process (`sleep`) is killed again.
+    pub fn exec_groups(&self, id: &str, extra: &[&str]) -> Vec<u32> {
+        let args: &[&str] = if extra.contains(&"--process") {
+            &[]
+        } else {
+            &["sleep", "100"]
+        };
+        let pid = self.exec_detached(id, extra, args);
+        let groups = process::groups_of(pid).expect("groups of the exec");
+        kill_exec(pid);
+        groups
+    }
+
+    /// A process file for exec: `user` and `args` on top of a captured containerd exec process.
+    pub fn process_file(&self, name: &str, user: Value, args: &[&str]) -> PathBuf {
+        let mut p =
+            load_json(&containerd_fixture("exec-bypass-pod.process.json")).expect("exec fixture");
+        p["user"] = user;
+        p["args"] = serde_json::json!(args);
+        p["terminal"] = Value::Bool(false);
+        let path = self.path().join(name);
+        std::fs::write(&path, p.to_string()).expect("writing process file");
+        path
     }
 
     /// A unique cgroup path for a container of this test.
@@ -145,4 +248,27 @@ impl Drop for TestEnv {
             self.destroy(&id, pid);
         }
     }
+}
+
+/// `additionalGids` (or any gid array) at `pointer` of a spec.
+pub fn gids_in(spec: &Value, pointer: &str) -> Vec<u64> {
+    spec.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Kills one exec'd process (not the container) and reaps it.
+pub fn kill_exec(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    process::wait_gone(pid, Duration::from_secs(5)).expect("exec'd process exits");
 }

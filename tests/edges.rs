@@ -1,0 +1,548 @@
+//! The edges of the runtime's promises, against real containers: groups never inherited from
+//! the caller, every container-entering argv sealed, concurrent creates of one id, private
+//! files, delete that signals only the container's own processes, exec without `--process`,
+//! hostile images, ids validated before the stage.
+//!
+//! `STRICT_SG_RUNTIME_UNDER_TEST` may point these tests at another binary (e.g. an older build,
+//! to see them fail without the fixes).
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{TestEnv, require_root};
+use serde_json::{Value, json};
+use test_support::process::{self, groups_of, status_field};
+use test_support::rootfs::{Bundle, minimal_config};
+use test_support::runtime::last_error_msg;
+
+const CONTAINERD_NS: &str = "io.kubernetes.cri.sandbox-namespace";
+const CONTAINERD_NAME: &str = "io.kubernetes.cri.sandbox-name";
+const CONTAINERD_UID: &str = "io.kubernetes.cri.sandbox-uid";
+const CONTAINERD_CONTAINER: &str = "io.kubernetes.cri.container-name";
+const CONTAINERD_TYPE: &str = "io.kubernetes.cri.container-type";
+const CONTAINERD_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The pods these tests' containers belong to.
+const PODS: &[test_support::fixtures::TestPod<'static>] = &[
+    ("tenant", "grants-nothing", "uid-nothing", &[], None),
+    ("tenant", "grants-60000", "uid-60000", &[60000], None),
+];
+
+fn env(name: &str) -> TestEnv {
+    let mut env = TestEnv::with_pods(name, PODS, "");
+    if let Some(binary) = std::env::var_os("STRICT_SG_RUNTIME_UNDER_TEST") {
+        env.runtime.binary = binary.into();
+    }
+    env
+}
+
+/// Annotations of a containerd app container of pod `tenant/<pod>`.
+fn app_annotations(pod: &str, uid: &str) -> Value {
+    json!({
+        CONTAINERD_TYPE: "container",
+        CONTAINERD_NS: "tenant",
+        CONTAINERD_NAME: pod,
+        CONTAINERD_UID: uid,
+        CONTAINERD_CONTAINER: "app",
+        CONTAINERD_SANDBOX_ID: "some-sandbox",
+    })
+}
+
+/// A busybox bundle running `args` as `user`, with `annotations`.
+fn bundle(env: &TestEnv, id: &str, args: &[&str], user: (u32, u32, &[u32]), ann: Value) -> Bundle {
+    let mut config = minimal_config(args, user.0, user.1, user.2, &env.cgroup(id));
+    if !ann.is_null() {
+        config["annotations"] = ann;
+    }
+    env.bundle_with(id, &config)
+}
+
+fn start(env: &TestEnv, id: &str) {
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+}
+
+// --- issue 11 §1: a container's supplementary groups are exactly its spec's ---------------
+
+#[test]
+fn groups_are_exactly_the_specs_whatever_groups_the_caller_has() {
+    if !require_root() {
+        return;
+    }
+    let mut env = env("callergroups");
+    env.runtime = env.runtime.clone().with_caller_groups(&[4, 27, 50000]);
+
+    // Unmanaged, with an empty list.
+    let b = bundle(
+        &env,
+        "unmanaged",
+        &["sleep", "100"],
+        (1000, 1000, &[]),
+        Value::Null,
+    );
+    let unmanaged = env.create(&b, "unmanaged", &[]);
+    assert_eq!(
+        groups_of(unmanaged).unwrap(),
+        Vec::<u32>::new(),
+        "unmanaged create"
+    );
+
+    // A pod container whose every gid the stage drops (primary gid not listed, pod grants
+    // nothing).
+    let b = bundle(
+        &env,
+        "dropped-all",
+        &["sleep", "100"],
+        (1000, 1000, &[50000]),
+        app_annotations("grants-nothing", "uid-nothing"),
+    );
+    let dropped = env.create(&b, "dropped-all", &[]);
+    assert_eq!(
+        groups_of(dropped).unwrap(),
+        Vec::<u32>::new(),
+        "filtered to empty"
+    );
+
+    // A sandbox (its sandbox id is its own id) with an empty list.
+    let mut ann = app_annotations("grants-60000", "uid-60000");
+    ann[CONTAINERD_TYPE] = json!("sandbox");
+    ann[CONTAINERD_SANDBOX_ID] = json!("sandbox-empty");
+    let b = bundle(
+        &env,
+        "sandbox-empty",
+        &["sleep", "100"],
+        (65535, 65535, &[]),
+        ann,
+    );
+    let sandbox = env.create(&b, "sandbox-empty", &[]);
+    assert_eq!(groups_of(sandbox).unwrap(), Vec::<u32>::new(), "sandbox");
+
+    // exec, from a process file and from flags, into the running unmanaged container.
+    start(&env, "unmanaged");
+    let file = env.process_file(
+        "empty.json",
+        json!({"uid": 1000, "gid": 1000, "additionalGids": []}),
+        &["sleep", "100"],
+    );
+    let file = file.display().to_string();
+    assert_eq!(
+        env.exec_groups("unmanaged", &["--process", &file]),
+        Vec::<u32>::new(),
+        "exec --process"
+    );
+    assert_eq!(
+        env.exec_groups("unmanaged", &["--user", "1000:1000"]),
+        Vec::<u32>::new(),
+        "exec with flags"
+    );
+
+    // run -d.
+    let b = bundle(
+        &env,
+        "run-d",
+        &["sleep", "100"],
+        (1000, 1000, &[]),
+        Value::Null,
+    );
+    let pid_file = env.pid_file("run-d");
+    env.runtime
+        .clone()
+        .with_cwd(&b.dir)
+        .run(&[
+            "run",
+            "-d",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "run-d",
+        ])
+        .unwrap()
+        .expect_ok("run -d");
+    let run_pid = process::read_pid_file(&pid_file).unwrap();
+    assert_eq!(groups_of(run_pid).unwrap(), Vec::<u32>::new(), "run -d");
+
+    for (id, pid) in [
+        ("unmanaged", unmanaged),
+        ("dropped-all", dropped),
+        ("sandbox-empty", sandbox),
+        ("run-d", run_pid),
+    ] {
+        env.destroy(id, Some(pid));
+    }
+}
+
+// --- issue 11 §3 and 17 §5: every argv that enters a container runs sealed ------------------
+
+/// `(dev, ino)` of a file, following links.
+fn file_id(path: &Path) -> (u64, u64) {
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.dev(), meta.ino())
+}
+
+#[test]
+fn odd_global_flag_forms_still_run_create_sealed() {
+    if !require_root() {
+        return;
+    }
+    let env = env("sealforms");
+    let binary = file_id(&env.runtime.binary);
+    let root = env.root.display().to_string();
+    // Each form dispatches to create; a separate argv scan used to see another subcommand in
+    // the first two and skip the seal.
+    let forms: [&[&str]; 4] = [
+        &["--rootless", "state"],
+        &["-sr", &root],
+        &["--root", &root, "--debug"],
+        &["--log-format=json", "--rootless=auto"],
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        let id = format!("sealed-{i}");
+        let b = bundle(&env, &id, &["sleep", "100"], (1000, 1000, &[]), Value::Null);
+        let pid_file = env.pid_file(&id);
+        let mut args: Vec<&str> = form.to_vec();
+        let (b_dir, p) = (b.dir.display().to_string(), pid_file.display().to_string());
+        args.extend(["create", "--bundle", &b_dir, "--pid-file", &p, &id]);
+        // Run without the driver's global flags: the form carries its own.
+        let out = std::process::Command::new(&env.runtime.binary)
+            .args(if form.contains(&"-sr") || form.contains(&"--root") {
+                vec![]
+            } else {
+                vec!["--root", &root]
+            })
+            .args(&args)
+            .env(common::CONFIG_ENV, env.path().join("runtime-config.toml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(out.success(), "{args:?}: {out}");
+        let init = process::read_pid_file(&pid_file).unwrap();
+        // The init waits for `start` as a clone of the runtime: its exe is what the runtime
+        // ran from. Sealed means it is not the binary on disk (overlay or memfd).
+        assert_ne!(
+            file_id(Path::new(&format!("/proc/{init}/exe"))),
+            binary,
+            "{args:?}: the container's init runs from the unsealed binary"
+        );
+        env.destroy(&id, Some(init));
+    }
+}
+
+// --- issue 11 §5: concurrent creates never harm another container ---------------------------
+
+#[test]
+fn racing_creates_of_one_id_leave_the_winner_alone() {
+    if !require_root() {
+        return;
+    }
+    let env = env("racingids");
+    let id = "contested";
+    let b = bundle(
+        &env,
+        id,
+        &["sleep", "100"],
+        (1000, 1000, &[1000, 50000, 60000]),
+        app_annotations("grants-60000", "uid-60000"),
+    );
+    let b_dir = b.dir.display().to_string();
+    let outcomes: Vec<(usize, bool, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let env = &env;
+                let b_dir = &b_dir;
+                s.spawn(move || {
+                    let pid_file = env.path().join(format!("contested-{i}.pid"));
+                    let out = env
+                        .runtime
+                        .run(&[
+                            "create",
+                            "--bundle",
+                            b_dir,
+                            "--pid-file",
+                            pid_file.to_str().unwrap(),
+                            id,
+                        ])
+                        .unwrap();
+                    (i, out.success(), out.stderr)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = outcomes.iter().filter(|(_, ok, _)| *ok).collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins: {outcomes:?}");
+    for (_, ok, stderr) in &outcomes {
+        if !ok {
+            assert!(
+                stderr.contains("already exists") || stderr.contains("being created"),
+                "{stderr}"
+            );
+        }
+    }
+    let winner = winners[0].0;
+    let init = process::read_pid_file(&env.path().join(format!("contested-{winner}.pid"))).unwrap();
+    // The winner's container is intact: state, record, running init, enforced groups.
+    assert_eq!(env.runtime.status(id).unwrap(), "created");
+    assert!(
+        env.root
+            .join(id)
+            .join("strict-supplementalgroups.json")
+            .is_file()
+    );
+    assert_eq!(groups_of(init).unwrap(), vec![1000, 60000]);
+    start(&env, id);
+    assert_eq!(env.runtime.status(id).unwrap(), "running");
+    env.destroy(id, Some(init));
+}
+
+// --- issue 11 §6: what it writes is private -------------------------------------------------
+
+#[test]
+fn log_files_and_their_directories_are_created_private() {
+    if !require_root() {
+        return;
+    }
+    let mut env = env("privatelogs");
+    let audit_dir = env.path().join("audit");
+    let audit = audit_dir.join("runtime.log");
+    let pods = env.pods_file();
+    env.write_config(&format!(
+        "pod-groups-source = \"file\"\npods-file = {:?}\n[logging]\nlog-file = {:?}\n",
+        pods.display().to_string(),
+        audit.display().to_string()
+    ));
+    let log_dir = env.path().join("logs");
+    let log = log_dir.join("log.json");
+    env.runtime = env.runtime.clone().with_log(&log);
+    let b = bundle(&env, "private", &["true"], (1000, 1000, &[]), Value::Null);
+    let pid = env.create(&b, "private", &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&log), 0o640, "--log file");
+    assert_eq!(mode(&log_dir), 0o750, "--log directory");
+    assert_eq!(mode(&audit), 0o640, "[logging] log-file");
+    assert_eq!(mode(&audit_dir), 0o750, "[logging] log-file directory");
+    env.destroy("private", Some(pid));
+
+    // An existing file keeps its mode.
+    let existing = env.path().join("existing.log");
+    std::fs::write(&existing, "").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.runtime
+        .clone()
+        .with_log(&existing)
+        .run(&["list"])
+        .unwrap();
+    assert_eq!(mode(&existing), 0o644);
+}
+
+// --- issue 17 §2: delete signals only the container's own processes -------------------------
+
+/// A process that belongs to nobody's container, placed in `cgroup` of every v1 hierarchy.
+fn outsider_in_cgroup(cgroup: &str) -> std::process::Child {
+    let child = std::process::Command::new("sleep")
+        .arg("100")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for hierarchy in ["pids", "memory", "freezer", "cpu,cpuacct", "devices"] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(cgroup.trim_start_matches('/'));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = std::fs::write(dir.join("cgroup.procs"), child.id().to_string());
+        }
+    }
+    child
+}
+
+fn remove_cgroup(cgroup: &str) {
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(cgroup.trim_start_matches('/')));
+    }
+}
+
+#[test]
+fn delete_never_kills_a_process_outside_its_container() {
+    if !require_root() {
+        return;
+    }
+    let env = env("deleteoutsiders");
+    let shared = format!("/strict-sg-tests/shared-{}", std::process::id());
+    let mut outsider = outsider_in_cgroup(&shared);
+
+    // A stopped container whose cgroupsPath is shared with an unrelated process.
+    let mut config = minimal_config(&["true"], 0, 0, &[], &shared);
+    config["linux"]["cgroupsPath"] = json!(shared);
+    let b = env.bundle_with("shared-path", &config);
+    let pid = env.create(&b, "shared-path", &[]);
+    start(&env, "shared-path");
+    process::wait_gone(pid, Duration::from_secs(5)).unwrap();
+    let _ = env.runtime.run(&["delete", "shared-path"]).unwrap();
+    let _ = env
+        .runtime
+        .run(&["delete", "--force", "shared-path"])
+        .unwrap();
+    assert!(
+        outsider.try_wait().unwrap().is_none(),
+        "delete killed a process outside its container"
+    );
+
+    // An empty cgroupsPath must not resolve to the caller's own cgroups.
+    let config = minimal_config(&["true"], 0, 0, &[], "");
+    let b = env.bundle_with("no-path", &config);
+    let pid = env.create(&b, "no-path", &[]);
+    start(&env, "no-path");
+    process::wait_gone(pid, Duration::from_secs(5)).unwrap();
+    let out = env
+        .runtime
+        .run_within(&["delete", "no-path"], Duration::from_secs(30))
+        .unwrap();
+    assert_ne!(out.code, None, "delete was killed: {out:?}");
+    assert_ne!(out.code, Some(137), "delete killed itself: {out:?}");
+    let _ = env.runtime.run(&["delete", "--force", "no-path"]);
+    assert!(!env.root.join("no-path").exists(), "state left behind");
+
+    let _ = outsider.kill();
+    let _ = outsider.wait();
+    remove_cgroup(&shared);
+}
+
+// --- issue 17 §3: exec without --process runs as the container's user, like runc ------------
+
+#[test]
+fn exec_without_a_process_file_runs_as_the_containers_user() {
+    if !require_root() {
+        return;
+    }
+    let env = env("execuser");
+    let id = "execuser";
+    let b = bundle(
+        &env,
+        id,
+        &["sleep", "100"],
+        (1000, 1000, &[1000, 50000, 60000]),
+        app_annotations("grants-60000", "uid-60000"),
+    );
+    let pid = env.create(&b, id, &[]);
+    start(&env, id);
+
+    let check = |extra: &[&str], uid: &str, gid: &str, groups: Vec<u32>| {
+        let exec = env.exec_detached(id, extra, &["sleep", "100"]);
+        let uids = status_field(exec, "Uid").unwrap();
+        let gids = status_field(exec, "Gid").unwrap();
+        let got = groups_of(exec).unwrap();
+        common::kill_exec(exec);
+        assert_eq!(uids.split_whitespace().next(), Some(uid), "{extra:?} uid");
+        assert_eq!(gids.split_whitespace().next(), Some(gid), "{extra:?} gid");
+        assert_eq!(got, groups, "{extra:?} groups");
+    };
+    // runc: the container's own process.user (as create left it: [1000, 60000]).
+    check(&[], "1000", "1000", vec![1000, 60000]);
+    check(&["--user", "1000"], "1000", "1000", vec![1000, 60000]);
+    check(&["--user", "0"], "0", "1000", vec![1000, 60000]);
+    // Flag gids are added to the container's and filtered like the rest.
+    check(
+        &["--additional-gids", "0", "--additional-gids", "50000"],
+        "1000",
+        "1000",
+        vec![1000, 60000],
+    );
+    // A primary gid that is neither the container's nor granted is refused.
+    let out = env
+        .runtime
+        .run(&["exec", "--user", "1000:0", id, "true"])
+        .unwrap();
+    assert!(!out.success(), "exec --user 1000:0 ran");
+    assert!(
+        last_error_msg(&env.log)
+            .unwrap_or_default()
+            .contains("primary gid 0"),
+        "{}",
+        env.log_text()
+    );
+    env.destroy(id, Some(pid));
+}
+
+// --- issue 17 §4: a hostile image cannot hang the runtime -----------------------------------
+
+#[test]
+fn an_etc_passwd_fifo_does_not_hang_create_or_exec() {
+    if !require_root() {
+        return;
+    }
+    let env = env("passwdfifo");
+    let id = "fifo";
+    let mut config = minimal_config(&["sleep", "100"], 1000, 1000, &[], &env.cgroup(id));
+    // No HOME: the runtime looks it up in the image's /etc/passwd, as runc does.
+    config["process"]["env"] = json!(["PATH=/bin"]);
+    let b = env.bundle_with(id, &config);
+    let passwd = b.dir.join("rootfs/etc/passwd");
+    let _ = std::fs::remove_file(&passwd);
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let pid_file = env.pid_file(id);
+    let out = env
+        .runtime
+        .clone()
+        .with_cwd(&b.dir)
+        .run_within(
+            &[
+                "create",
+                "--bundle",
+                b.dir.to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                id,
+            ],
+            Duration::from_secs(20),
+        )
+        .expect("create must not hang on a FIFO /etc/passwd");
+    assert!(out.success(), "{out:?}");
+    let pid = process::read_pid_file(&pid_file).unwrap();
+    start(&env, id);
+    let out = env
+        .runtime
+        .run_within(&["exec", id, "true"], Duration::from_secs(20))
+        .expect("exec must not hang on a FIFO /etc/passwd");
+    assert!(out.success(), "{out:?}");
+    env.destroy(id, Some(pid));
+}
+
+// --- issue 17 §5: ids validated before the stage ---------------------------------------------
+
+#[test]
+fn an_id_that_cannot_be_created_never_rewrites_the_bundle() {
+    if !require_root() {
+        return;
+    }
+    let env = env("longid");
+    let id = "x".repeat(300);
+    let b = bundle(
+        &env,
+        "longid",
+        &["true"],
+        (1000, 1000, &[1000, 50000, 60000]),
+        app_annotations("grants-60000", "uid-60000"),
+    );
+    let before = std::fs::read(b.config_path()).unwrap();
+    let out = env
+        .runtime
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id])
+        .unwrap();
+    assert!(!out.success());
+    assert!(
+        last_error_msg(&env.log)
+            .unwrap_or_default()
+            .contains("invalid container id"),
+        "{}",
+        env.log_text()
+    );
+    assert_eq!(
+        std::fs::read(b.config_path()).unwrap(),
+        before,
+        "config.json rewritten"
+    );
+}
