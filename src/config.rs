@@ -48,6 +48,45 @@ pub enum UnmanagedPolicy {
     Deny,
 }
 
+/// `primary-gid`: which primary gid an enforced pod container may run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrimaryGidPolicy {
+    /// Whatever the CRI resolved — `runAsGroup`, else the image's choice (its /etc/passwd or
+    /// USER): Kubernetes' Strict policy does the same. The default, so no pod breaks.
+    Image,
+    /// The container's effective `runAsGroup`, or a gid the pod grants (supplementalGroups,
+    /// fsGroup, PersistentVolume gids); anything else fails closed.
+    Granted,
+    /// As `granted`, and also a gid equal to the container's uid (images that create their own
+    /// user with a same-numbered group).
+    GrantedOrUid,
+}
+
+/// `ungranted-gids`: what happens when the stage would drop supplementary gids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UngrantedGidsPolicy {
+    /// Remove them and create the container (the default).
+    Filter,
+    /// Refuse the container, so the attempt shows in the pod's events.
+    Refuse,
+}
+
+/// `no-new-privileges`: enforced pod containers whose `process.noNewPrivileges` is false (the
+/// Kubernetes default when `allowPrivilegeEscalation` is unset) can regain a dropped group
+/// through a setgid binary or file capabilities in their image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoNewPrivilegesPolicy {
+    /// Leave the spec as it is (the default).
+    Unchanged,
+    /// Set `noNewPrivileges: true` in the spec (the same lossless rewrite) and in their execs.
+    Set,
+    /// Refuse such containers; the fix is `allowPrivilegeEscalation: false`.
+    Refuse,
+}
+
 /// Annotation keys configured to take precedence over the built-in containerd and CRI-O keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnnotationOverrides {
@@ -93,6 +132,9 @@ pub struct HttpSourceConfig {
 pub struct Config {
     pub source: SourceKind,
     pub unmanaged: UnmanagedPolicy,
+    pub primary_gid: PrimaryGidPolicy,
+    pub ungranted_gids: UngrantedGidsPolicy,
+    pub no_new_privileges: NoNewPrivilegesPolicy,
     pub annotations: AnnotationOverrides,
     pub http: HttpSourceConfig,
     pub logging: LoggingConfig,
@@ -105,6 +147,9 @@ impl Default for Config {
         Self {
             source: SourceKind::Kubelet,
             unmanaged: UnmanagedPolicy::Allow,
+            primary_gid: PrimaryGidPolicy::Image,
+            ungranted_gids: UngrantedGidsPolicy::Filter,
+            no_new_privileges: NoNewPrivilegesPolicy::Unchanged,
             annotations: AnnotationOverrides::default(),
             http: HttpSourceConfig {
                 kubelet_url: DEFAULT_KUBELET_URL.to_owned(),
@@ -146,6 +191,9 @@ struct RawConfig {
     pod_groups_source: Option<RawSourceKind>,
     pods_file: Option<PathBuf>,
     unmanaged: Option<UnmanagedPolicy>,
+    primary_gid: Option<PrimaryGidPolicy>,
+    ungranted_gids: Option<UngrantedGidsPolicy>,
+    no_new_privileges: Option<NoNewPrivilegesPolicy>,
     pod_namespace_annotation: Option<String>,
     pod_name_annotation: Option<String>,
     pod_uid_annotation: Option<String>,
@@ -275,6 +323,15 @@ fn build(raw: RawConfig, origin: Option<&Path>) -> Result<(Config, Remarks)> {
     };
     if let Some(u) = raw.unmanaged {
         cfg.unmanaged = u;
+    }
+    if let Some(p) = raw.primary_gid {
+        cfg.primary_gid = p;
+    }
+    if let Some(p) = raw.ungranted_gids {
+        cfg.ungranted_gids = p;
+    }
+    if let Some(p) = raw.no_new_privileges {
+        cfg.no_new_privileges = p;
     }
     cfg.annotations = AnnotationOverrides {
         pod_namespace: annotation_key("pod-namespace-annotation", raw.pod_namespace_annotation)?,
@@ -450,6 +507,34 @@ compress = false
             SourceKind::File(PathBuf::from("/etc/pods.json"))
         );
         assert_eq!(cfg.unmanaged, UnmanagedPolicy::Deny);
+    }
+
+    #[test]
+    fn enforcement_policies() {
+        let (cfg, _) = parse_ok("");
+        assert_eq!(
+            (cfg.primary_gid, cfg.ungranted_gids, cfg.no_new_privileges),
+            (
+                PrimaryGidPolicy::Image,
+                UngrantedGidsPolicy::Filter,
+                NoNewPrivilegesPolicy::Unchanged
+            )
+        );
+        let (cfg, _) = parse_ok(
+            "primary-gid = \"granted-or-uid\"\nungranted-gids = \"refuse\"\n\
+             no-new-privileges = \"set\"",
+        );
+        assert_eq!(
+            (cfg.primary_gid, cfg.ungranted_gids, cfg.no_new_privileges),
+            (
+                PrimaryGidPolicy::GrantedOrUid,
+                UngrantedGidsPolicy::Refuse,
+                NoNewPrivilegesPolicy::Set
+            )
+        );
+        assert!(parse_err("primary-gid = \"runAsGroup\"").contains("primary-gid"));
+        assert!(parse_err("ungranted-gids = \"drop\"").contains("ungranted-gids"));
+        assert!(parse_err("no-new-privileges = true").contains("no-new-privileges"));
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! image, so it is hostile input: only a regular file is read (a FIFO or device would block or
 //! never end), opened without blocking, and only up to a bound.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The most of /etc/passwd that is read: enough for any real image, bounded for hostile ones.
@@ -49,31 +47,32 @@ pub fn find_by_uid(text: &[u8], uid: u32) -> Option<Entry<'_>> {
 /// The file's bytes, `Ok(None)` when it does not exist; an error when it is not a regular file
 /// or larger than the bound.
 pub fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    crate::bounded_read::read(path, MAX_PASSWD_BYTES)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
+}
+
+/// The entry of `uid` in the /etc/passwd of the root filesystem at `rootfs`, resolved inside
+/// it (a symlink in the image cannot lead to the host's files): `(name, gid)`.
+pub fn entry_in_rootfs(rootfs: &Path, uid: u32) -> anyhow::Result<Option<(String, u32)>> {
+    use anyhow::Context as _;
+    let root = pathrs::Root::open(rootfs)
+        .with_context(|| format!("opening the root filesystem {}", rootfs.display()))?;
+    let file = match root.open_subpath(
+        "etc/passwd",
+        pathrs::flags::OpenFlags::O_RDONLY
+            | pathrs::flags::OpenFlags::O_NONBLOCK
+            | pathrs::flags::OpenFlags::O_NOCTTY
+            | pathrs::flags::OpenFlags::O_CLOEXEC,
+    ) {
+        Ok(file) => file,
+        Err(err) if err.kind() == pathrs::error::ErrorKind::OsError(Some(libc::ENOENT)) => {
+            return Ok(None);
+        }
+        Err(err) => return Err(err).context("opening the image's /etc/passwd"),
     };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    if meta.len() > MAX_PASSWD_BYTES {
-        return Err(std::io::Error::other(format!(
-            "{} is larger than {MAX_PASSWD_BYTES} bytes",
-            path.display()
-        )));
-    }
-    let mut text = Vec::new();
-    file.take(MAX_PASSWD_BYTES).read_to_end(&mut text)?;
-    Ok(Some(text))
+    let text = crate::bounded_read::read_file(file, MAX_PASSWD_BYTES)
+        .context("reading the image's /etc/passwd")?;
+    Ok(find_by_uid(&text, uid).map(|e| (String::from_utf8_lossy(e.name).into_owned(), e.gid)))
 }
 
 #[cfg(test)]
@@ -101,6 +100,31 @@ mod tests {
         );
         assert!(find_by_uid(PASSWD, 4242).is_none());
         assert_eq!(find_by_uid(PASSWD, 5).unwrap().shell, b"");
+    }
+
+    #[test]
+    fn the_images_passwd_is_resolved_inside_its_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "alice:x:1000:50000::/home:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(
+            entry_in_rootfs(&rootfs, 1000).unwrap(),
+            Some(("alice".to_owned(), 50000))
+        );
+        assert_eq!(entry_in_rootfs(&rootfs, 7).unwrap(), None);
+        // An absolute symlink is resolved inside the rootfs, never on the host.
+        let outside = dir.path().join("host-passwd");
+        std::fs::write(&outside, "secret:x:1000:4242::/:/bin/sh\n").unwrap();
+        std::fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(&outside, rootfs.join("etc/passwd")).unwrap();
+        assert_eq!(entry_in_rootfs(&rootfs, 1000).unwrap(), None);
+        std::fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+        assert_eq!(entry_in_rootfs(&rootfs, 1000).unwrap(), None);
     }
 
     #[test]

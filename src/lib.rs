@@ -15,6 +15,7 @@
 //! - [`pod`]: the shared vocabulary (pod reference, pod groups, identity, lookup error).
 
 pub mod atomic_file;
+pub mod bounded_read;
 pub mod cgroup_dirs;
 pub mod cli;
 pub mod commands;

@@ -25,6 +25,9 @@ pub struct Record {
     /// Where the grant came from, for audit lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Execs run with `noNewPrivileges` (the `no-new-privileges` policy applied at create).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
 }
 
 impl Record {
@@ -40,6 +43,7 @@ impl Record {
             granted,
             primary_gid,
             source,
+            no_new_privileges: false,
         }
     }
 

@@ -47,7 +47,7 @@ pub fn exec(args: Exec, root: &Path, config: &Result<Config>) -> Result<i32> {
         .with_cwd(cwd.as_ref())
         .with_env(args.env.iter().cloned().collect())
         .with_process(filtered.process.as_ref())
-        .with_no_new_privs(args.no_new_privs)
+        .with_no_new_privs(args.no_new_privs || filtered.no_new_privileges)
         .with_container_args(args.command.clone())
         .with_capabilities(args.cap.clone())
         .with_ignore_paused(args.ignore_paused)

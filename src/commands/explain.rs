@@ -13,6 +13,7 @@ use crate::container_state::{self, container_dir, load_container};
 use crate::pod::Identity;
 use crate::podgroups::{self, CacheWrites};
 use crate::record::Record;
+use crate::spec_stage::decide::PrimaryGidRule;
 use crate::spec_stage::load::BundleSpec;
 use crate::spec_stage::{Evaluation, evaluate};
 
@@ -127,6 +128,23 @@ fn render_text(report: &Report<'_>, spec: &BundleSpec) -> String {
         "process user:     uid {} gid {}",
         spec.user.uid, spec.user.gid
     );
+    if let Some(rule) = e.primary_gid_rule {
+        let why = match rule {
+            PrimaryGidRule::ImagePolicy => "kept as the CRI resolved it (primary-gid = \"image\")",
+            PrimaryGidRule::RunAsGroup => "the container's effective runAsGroup",
+            PrimaryGidRule::Granted => "granted by the pod",
+            PrimaryGidRule::EqualsUid => "equals the uid (primary-gid = \"granted-or-uid\")",
+        };
+        let run_as_group = e
+            .run_as_group
+            .map(|g| format!("runAsGroup {g}"))
+            .unwrap_or_else(|| "no runAsGroup".into());
+        let _ = writeln!(
+            out,
+            "primary gid:      {} — {why} ({run_as_group})",
+            e.primary_gid
+        );
+    }
     let _ = writeln!(
         out,
         "additionalGids:   {}",
@@ -136,16 +154,28 @@ fn render_text(report: &Report<'_>, spec: &BundleSpec) -> String {
         Some(d) => {
             let _ = writeln!(out, "kept:             {}", gids(&d.kept));
             let _ = writeln!(out, "dropped:          {}", gids(&d.dropped));
-            let verdict = if d.drops_any() {
-                "create rewrites process.user.additionalGids, nothing else"
-            } else {
-                "create leaves config.json untouched"
+            let verdict = match (d.drops_any(), e.set_no_new_privileges) {
+                (true, false) => "create rewrites process.user.additionalGids, nothing else",
+                (true, true) => {
+                    "create rewrites process.user.additionalGids and process.noNewPrivileges, \
+                     nothing else"
+                }
+                (false, true) => "create sets process.noNewPrivileges, nothing else",
+                (false, false) => "create leaves config.json untouched",
             };
             let _ = writeln!(out, "result:           {verdict}");
         }
         None => {
             let _ = writeln!(out, "result:           passed through unchanged");
         }
+    }
+    if e.set_no_new_privileges {
+        let _ = writeln!(
+            out,
+            "noNewPrivileges:  create sets it (no-new-privileges = \"set\"), and for execs"
+        );
+    } else if e.enforces_no_new_privileges {
+        let _ = writeln!(out, "noNewPrivileges:  already set; kept for execs");
     }
     if let Some(record) = &report.record {
         let _ = writeln!(

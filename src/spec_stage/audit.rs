@@ -5,6 +5,14 @@ use crate::pod::Identity;
 
 use super::Evaluation;
 
+/// `1000,60000`.
+pub fn gid_list(gids: &[u32]) -> String {
+    gids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One structured line per decision, for the audit trail.
 pub fn audit(operation: &str, eval: &Evaluation) {
     let (pod, pod_uid, container_name) = match &eval.identity {
@@ -28,7 +36,7 @@ pub fn audit(operation: &str, eval: &Evaluation) {
         Identity::Sandbox { .. } => "sandbox",
         Identity::Unmanaged => "unmanaged",
     };
-    let fmt_gids = |g: &[u32]| g.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let fmt_gids = |g: &[u32]| gid_list(g);
     match &eval.decision {
         Some(d) => tracing::info!(
             operation,
@@ -40,6 +48,9 @@ pub fn audit(operation: &str, eval: &Evaluation) {
             input_gids = fmt_gids(&d.input).as_str(),
             kept_gids = fmt_gids(&d.kept).as_str(),
             dropped_gids = fmt_gids(&d.dropped).as_str(),
+            primary_gid = eval.primary_gid,
+            image = eval.image.as_deref().unwrap_or(""),
+            no_new_privileges_set = eval.set_no_new_privileges,
             source = eval.source.as_deref().unwrap_or(""),
             elapsed_us = eval.elapsed_us as u64,
             "{}",

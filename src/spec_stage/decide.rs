@@ -9,6 +9,8 @@
 
 use serde::Serialize;
 
+use crate::config::PrimaryGidPolicy;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     /// additionalGids as the spec had them.
@@ -56,6 +58,40 @@ pub fn decide(
     }
 }
 
+/// Why a primary gid is allowed, for `explain` and the audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrimaryGidRule {
+    /// `primary-gid = "image"`: whatever the CRI resolved is kept (as Strict does).
+    ImagePolicy,
+    /// It is the container's effective `runAsGroup`.
+    RunAsGroup,
+    /// The pod grants it (supplementalGroups, fsGroup or a PersistentVolume gid).
+    Granted,
+    /// `primary-gid = "granted-or-uid"` and it equals the container's uid.
+    EqualsUid,
+}
+
+/// Whether a container may run with primary gid `gid` under `policy`; `None` means it may not.
+pub fn primary_gid_rule(
+    policy: PrimaryGidPolicy,
+    gid: u32,
+    uid: u32,
+    run_as_group: Option<u32>,
+    mut granted: impl Iterator<Item = u32>,
+) -> Option<PrimaryGidRule> {
+    if policy == PrimaryGidPolicy::Image {
+        return Some(PrimaryGidRule::ImagePolicy);
+    }
+    if run_as_group == Some(gid) {
+        return Some(PrimaryGidRule::RunAsGroup);
+    }
+    if granted.any(|g| g == gid) {
+        return Some(PrimaryGidRule::Granted);
+    }
+    (policy == PrimaryGidPolicy::GrantedOrUid && gid == uid).then_some(PrimaryGidRule::EqualsUid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +137,43 @@ mod tests {
         let d = decide(&[0, 1000, 4], 1000, []);
         assert_eq!(d.kept, vec![1000]);
         assert_eq!(d.dropped, vec![0, 4]);
+    }
+
+    #[test]
+    fn primary_gid_rules() {
+        use PrimaryGidPolicy::*;
+        // The image's passwd gave 50000; the pod set no runAsGroup and grants 60000.
+        assert_eq!(
+            primary_gid_rule(Image, 50000, 1000, None, [60000].into_iter()),
+            Some(PrimaryGidRule::ImagePolicy)
+        );
+        for policy in [Granted, GrantedOrUid] {
+            assert_eq!(
+                primary_gid_rule(policy, 50000, 1000, None, [60000].into_iter()),
+                None
+            );
+            assert_eq!(
+                primary_gid_rule(policy, 1000, 1000, Some(1000), [].into_iter()),
+                Some(PrimaryGidRule::RunAsGroup)
+            );
+            assert_eq!(
+                primary_gid_rule(policy, 60000, 1000, Some(1000), [60000].into_iter()),
+                Some(PrimaryGidRule::Granted)
+            );
+        }
+        assert_eq!(
+            primary_gid_rule(Granted, 1000, 1000, None, [].into_iter()),
+            None
+        );
+        assert_eq!(
+            primary_gid_rule(GrantedOrUid, 1000, 1000, None, [].into_iter()),
+            Some(PrimaryGidRule::EqualsUid)
+        );
+        // runAsUser 0 without runAsGroup: gid 0 is granted only as the uid.
+        assert_eq!(
+            primary_gid_rule(GrantedOrUid, 0, 0, None, [].into_iter()),
+            Some(PrimaryGidRule::EqualsUid)
+        );
     }
 
     proptest! {

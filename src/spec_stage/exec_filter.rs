@@ -30,6 +30,9 @@ pub struct FilteredExec {
     pub process: Option<PathBuf>,
     /// The user of a flag-built process, filtered (`None` with a process file).
     pub user: Option<ProcessUser>,
+    /// The exec must run with `noNewPrivileges` (the container's `no-new-privileges` policy);
+    /// a process file's copy already says so.
+    pub no_new_privileges: bool,
     private_copy: Option<PathBuf>,
 }
 
@@ -57,11 +60,13 @@ pub fn filter(
             ExecProcess::File(path) => FilteredExec {
                 process: Some(path.to_path_buf()),
                 user: None,
+                no_new_privileges: false,
                 private_copy: None,
             },
             ExecProcess::Flags(user) => FilteredExec {
                 process: None,
                 user: Some(user),
+                no_new_privileges: false,
                 private_copy: None,
             },
         });
@@ -83,6 +88,7 @@ pub fn filter(
                 FilteredExec {
                     process: None,
                     user: Some(user),
+                    no_new_privileges: grant.no_new_privileges,
                     private_copy: None,
                 },
             )
@@ -97,8 +103,18 @@ pub fn filter(
             let user = user_of(json.get("user"))
                 .with_context(|| format!("exec process {}: user", path.display()))?;
             let decision = decide_for(&user)?;
-            let contents = if json.get("user").is_some_and(|u| u.is_object()) {
+            let has_user = json.get("user").is_some_and(|u| u.is_object());
+            if has_user {
                 persist::set_additional_gids(&mut json, &["user"], &decision.kept)?;
+            }
+            let force_nnp = grant.no_new_privileges
+                && json.get("noNewPrivileges") != Some(&serde_json::Value::Bool(true));
+            if force_nnp {
+                if let Some(process) = json.as_object_mut() {
+                    process.insert("noNewPrivileges".to_owned(), serde_json::Value::Bool(true));
+                }
+            }
+            let contents = if has_user || force_nnp {
                 persist::serialize_like(&raw, &json)?
             } else {
                 raw
@@ -109,6 +125,7 @@ pub fn filter(
                 FilteredExec {
                     process: Some(copy.clone()),
                     user: None,
+                    no_new_privileges: grant.no_new_privileges,
                     private_copy: Some(copy),
                 },
             )
@@ -125,7 +142,12 @@ pub fn filter(
             )),
             pod_groups: None,
             primary_gid: grant.primary_gid,
+            image: None,
+            run_as_group: None,
+            primary_gid_rule: None,
             decision: Some(decision),
+            set_no_new_privileges: false,
+            enforces_no_new_privileges: grant.no_new_privileges,
             elapsed_us: started.elapsed().as_micros(),
         },
     );
@@ -160,31 +182,9 @@ const MAX_PROCESS_FILE: u64 = 4 << 20;
 
 /// Reads a process file: a regular file (never a FIFO or device that would block), bounded.
 fn read_process_file(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .with_context(|| format!("reading exec process {}", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("reading exec process {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("exec process {} is not a regular file", path.display());
-    }
-    if meta.len() > MAX_PROCESS_FILE {
-        bail!(
-            "exec process {} is {} bytes, more than {MAX_PROCESS_FILE}",
-            path.display(),
-            meta.len()
-        );
-    }
-    let mut raw = Vec::new();
-    file.take(MAX_PROCESS_FILE)
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading exec process {}", path.display()))?;
-    Ok(raw)
+    crate::bounded_read::read(path, MAX_PROCESS_FILE)
+        .and_then(|bytes| bytes.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+        .with_context(|| format!("reading exec process {}", path.display()))
 }
 
 /// A root-only file in the container's state directory, never the caller's path: whatever the
@@ -321,8 +321,8 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let err = filter(&pod_record(), "c", dir.path(), ExecProcess::File(&fifo))
             .err()
-            .unwrap()
-            .to_string();
+            .map(|e| format!("{e:#}"))
+            .unwrap();
         assert!(err.contains("not a regular file"), "{err}");
     }
 }

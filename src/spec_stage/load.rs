@@ -23,13 +23,41 @@ pub struct BundleSpec {
     pub json: Value,
     pub annotations: BTreeMap<String, String>,
     pub user: ProcessUser,
+    /// `process.noNewPrivileges` (false when absent, as in libcontainer).
+    pub no_new_privileges: bool,
 }
+
+/// The most of a config.json that is read (real ones are tens of KiB).
+const MAX_SPEC_BYTES: u64 = 16 << 20;
+
+/// Annotations naming the container's image: containerd's, then CRI-O's.
+const IMAGE_NAME_ANNOTATIONS: [&str; 2] = [
+    "io.kubernetes.cri.image-name",
+    "io.kubernetes.cri-o.ImageName",
+];
 
 impl BundleSpec {
     pub fn load(bundle: &Path) -> Result<Self> {
         let path = bundle.join("config.json");
-        let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let raw = crate::bounded_read::read(&path, MAX_SPEC_BYTES)
+            .and_then(|raw| raw.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+            .with_context(|| format!("reading {}", path.display()))?;
         Self::parse(path, raw)
+    }
+
+    /// The image the CRI says the container runs, when it says so.
+    pub fn image_name(&self) -> Option<&str> {
+        IMAGE_NAME_ANNOTATIONS
+            .iter()
+            .find_map(|k| self.annotations.get(*k))
+            .map(String::as_str)
+    }
+
+    /// The container's root filesystem: `root.path`, relative to the bundle when relative.
+    pub fn rootfs(&self) -> Option<PathBuf> {
+        let root = self.json.pointer("/root/path")?.as_str()?;
+        let bundle = self.path.parent()?;
+        Some(bundle.join(root))
     }
 
     pub fn parse(path: PathBuf, raw: Vec<u8>) -> Result<Self> {
@@ -41,11 +69,16 @@ impl BundleSpec {
             .with_context(|| format!("{shown}: the spec must be a JSON object"))?;
         let annotations = annotations_of(root.get("annotations"))
             .with_context(|| format!("{shown}: annotations"))?;
-        let user = match root.get("process") {
-            None | Some(Value::Null) => ProcessUser::default_root(),
-            Some(Value::Object(process)) => {
-                user_of(process.get("user")).with_context(|| format!("{shown}: process.user"))?
-            }
+        let (user, no_new_privileges) = match root.get("process") {
+            None | Some(Value::Null) => (ProcessUser::default_root(), false),
+            Some(Value::Object(process)) => (
+                user_of(process.get("user")).with_context(|| format!("{shown}: process.user"))?,
+                match process.get("noNewPrivileges") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => bail!("{shown}: process.noNewPrivileges must be a boolean"),
+                },
+            ),
             Some(_) => bail!("{shown}: process must be an object"),
         };
         Ok(Self {
@@ -54,6 +87,7 @@ impl BundleSpec {
             json,
             annotations,
             user,
+            no_new_privileges,
         })
     }
 }
@@ -162,6 +196,7 @@ mod tests {
             r#"{"process":{"user":{"gid":"0"}}}"#,
             r#"{"process":"x"}"#,
             r#"{"annotations":{"a":1}}"#,
+            r#"{"process":{"noNewPrivileges":"yes"}}"#,
         ] {
             let err = parse(bad).err().map(|e| format!("{e:#}"));
             assert!(err.is_some(), "accepted {bad}");

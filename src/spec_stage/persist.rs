@@ -31,6 +31,16 @@ pub fn set_additional_gids(json: &mut Value, object_path: &[&str], gids: &[u32])
     Ok(())
 }
 
+/// Sets `process.noNewPrivileges` to true, leaving everything else as it was.
+pub fn set_no_new_privileges(json: &mut Value) -> Result<()> {
+    let process = json
+        .get_mut("process")
+        .and_then(Value::as_object_mut)
+        .context("spec has no `process` object")?;
+    process.insert("noNewPrivileges".to_owned(), Value::Bool(true));
+    Ok(())
+}
+
 /// Serializes in the style of the original (compact unless it had line breaks).
 pub fn serialize_like(original: &[u8], json: &Value) -> Result<Vec<u8>> {
     let pretty = original.contains(&b'\n')

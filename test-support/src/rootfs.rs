@@ -138,3 +138,40 @@ pub fn minimal_config(
         }
     })
 }
+
+/// A tiny C program compiled statically (with the `cc` the build already needs), for images
+/// that need a real binary with behaviour busybox lacks — e.g. a setgid binary that keeps its
+/// privileges (busybox's applets drop them). Written to `dir/name`.
+pub fn compile_static_c(dir: &Path, name: &str, source: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let src = dir.join(format!("{name}.c"));
+    let out = dir.join(name);
+    std::fs::write(&src, source)?;
+    let status = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .context("running cc (apt-get install gcc libc6-dev)")?;
+    anyhow::ensure!(status.success(), "cc failed to build {name}");
+    Ok(out)
+}
+
+/// Source of `show-egid-and-read`: prints its egid, then the file named by its argument (a
+/// setgid copy shows whether the kernel honoured the setgid bit).
+pub const SHOW_EGID_AND_READ_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    printf("egid=%d\n", (int)getegid());
+    fflush(stdout);
+    if (argc < 2) return 0;
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) { perror(argv[1]); return 1; }
+    char buf[256];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) write(1, buf, (size_t)n);
+    return 0;
+}
+"#;
