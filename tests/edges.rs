@@ -546,3 +546,92 @@ fn an_id_that_cannot_be_created_never_rewrites_the_bundle() {
         "config.json rewritten"
     );
 }
+
+// --- issue 11 §5: 32 concurrent creates of one pod's containers against a cold cache ---------
+
+#[test]
+fn concurrent_creates_of_one_pod_against_a_cold_kubelet_cache_are_all_enforced() {
+    use test_support::certs::{KubeconfigStyle, TestPki};
+    use test_support::kubelet::{Behaviour, KubeletStandIn, filler_pods, pod, pod_list};
+    if !require_root() {
+        return;
+    }
+    let mut env = TestEnv::new("coldcache");
+    let pki = TestPki::new().unwrap();
+    let kubelet = KubeletStandIn::start(&pki, Behaviour::Serve).unwrap();
+    let mut items = filler_pods(100);
+    items.push(pod("tenant", "grants-60000", "uid-60000", &[60000], None));
+    kubelet.set_pods(pod_list(items));
+    let files = pki.write_files(&env.path().join("pki")).unwrap();
+    let kubeconfig = env.path().join("kubelet.conf");
+    pki.write_kubeconfig(
+        &kubeconfig,
+        "https://10.255.255.1:6443",
+        KubeconfigStyle::CombinedFile,
+    )
+    .unwrap();
+    let config = env.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubelet-url = {:?}\nkubeconfig = {:?}\nkubelet-ca-file = {:?}\n",
+            kubelet.url(),
+            kubeconfig.display().to_string(),
+            files.ca_cert.display().to_string()
+        ),
+    )
+    .unwrap();
+    env.runtime = env
+        .runtime
+        .clone()
+        .with_env(common::CONFIG_ENV, config.display().to_string());
+
+    let ids: Vec<String> = (0..32).map(|i| format!("cold-{i}")).collect();
+    let bundles: Vec<Bundle> = ids
+        .iter()
+        .map(|id| {
+            bundle(
+                &env,
+                id,
+                &["sleep", "100"],
+                (1000, 1000, &[1000, 50000, 60000]),
+                app_annotations("grants-60000", "uid-60000"),
+            )
+        })
+        .collect();
+    let pids: Vec<i32> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .zip(&bundles)
+            .map(|(id, b)| {
+                let env = &env;
+                s.spawn(move || env.create(b, id, &[]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((id, b), pid) in ids.iter().zip(&bundles).zip(&pids) {
+        assert_eq!(groups_of(*pid).unwrap(), vec![1000, 60000], "{id}");
+        let spec = b.read_config().unwrap();
+        assert_eq!(
+            common::gids_in(&spec, "/process/user/additionalGids"),
+            vec![1000, 60000],
+            "{id}"
+        );
+        let record = env.root.join(id).join("strict-supplementalgroups.json");
+        let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+        assert_eq!(record["granted"], json!([60000]), "{id}");
+    }
+    let entry = env
+        .root
+        .join(strict_supplementalgroups::podgroups::cache::CACHE_DIR)
+        .join("uid-60000.json");
+    let entry: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
+    assert_eq!(entry["groups"]["supplemental_groups"], json!([60000]));
+    let requests = kubelet.requests();
+    eprintln!("32 concurrent creates against a cold cache made {requests} kubelet request(s)");
+    assert!((1..=32).contains(&requests), "{requests}");
+    for (id, pid) in ids.iter().zip(pids) {
+        env.destroy(id, Some(pid));
+    }
+}
