@@ -1,71 +1,31 @@
 //! The group-enforcement stage against real containers built from what containerd 1.6.20 and
-//! podman/conmon really handed a runtime (shared/fixtures), with the `file` pod source.
+//! podman/conmon really handed a runtime (tests/fixtures), with the `file` pod source.
 
 mod common;
 
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{TestEnv, require_root};
+use common::{TestEnv, gids_in, require_root};
 use serde_json::Value;
-use test_support::fixtures::{
-    Adapt, adapt, conmon_fixture, containerd_fixture, load_json, pod_list, write_file_source_config,
-};
+use test_support::fixtures::{conmon_fixture, containerd_fixture, load_json};
 use test_support::process::{self, groups_of};
 use test_support::rootfs::Bundle;
 use test_support::runtime::last_error_msg;
 
-const CONFIG_ENV: &str = "STRICT_SUPPLEMENTALGROUPS_CONFIG";
+/// The three captured pods and the podman one, as the pods file lists them (the kubelet folds
+/// fsGroup into the CRI's list; the pod spec has it separately).
+const CAPTURED_PODS: &[test_support::fixtures::TestPod<'static>] = &[
+    ("user-alice", "bypass-pod", "u1", &[60000], None),
+    ("user-alice", "fsgroup-pod", "u2", &[60000], Some(70000)),
+    ("user-alice", "variant-pod", "u3", &[60000], None),
+    ("ns1", "p1", "podman-uid", &[60000], None),
+];
 
-/// A test environment whose runtime reads pods from a file holding the three captured pods.
-fn pod_env(name: &str) -> (TestEnv, PathBuf) {
-    let mut env = TestEnv::new(name);
-    let pods = env.path().join("pods.json");
-    write_pods(
-        &pods,
-        &pod_list(&[
-            ("user-alice", "bypass-pod", "u1", &[60000], None),
-            // The kubelet folds fsGroup into the CRI's list; the pod spec has it separately.
-            ("user-alice", "fsgroup-pod", "u2", &[60000], Some(70000)),
-            ("user-alice", "variant-pod", "u3", &[60000], None),
-            ("ns1", "p1", "podman-uid", &[60000], None),
-        ]),
-    );
-    let config = write_file_source_config(env.path(), &pods, "").unwrap();
-    env.runtime = env
-        .runtime
-        .clone()
-        .with_env(CONFIG_ENV, config.display().to_string());
-    (env, pods)
-}
-
-fn write_pods(path: &Path, list: &Value) {
-    std::fs::write(path, serde_json::to_vec(list).unwrap()).unwrap();
-}
-
-/// A bundle from a captured containerd spec, made runnable here.
-fn fixture_bundle(env: &TestEnv, fixture: &str, id: &str, sandbox_pid: Option<i32>) -> Bundle {
-    let mut spec = load_json(&containerd_fixture(fixture)).unwrap();
-    let stubs = env.path().join(format!("stubs-{id}"));
-    std::fs::create_dir_all(&stubs).unwrap();
-    adapt(
-        &mut spec,
-        &Adapt {
-            cgroups_path: env.cgroup(id),
-            sandbox_pid,
-            stub_dir: &stubs,
-        },
-    )
-    .unwrap();
-    env.bundle_with(id, &spec)
-}
-
-fn gids_in(spec: &Value, pointer: &str) -> Vec<u64> {
-    spec.pointer(pointer)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
+/// A test environment whose runtime reads the captured pods from a file.
+fn pod_env(name: &str) -> TestEnv {
+    TestEnv::with_pods(name, CAPTURED_PODS, "")
 }
 
 /// The sandbox of a captured pod; its id must be its own sandbox-id annotation.
@@ -75,7 +35,7 @@ fn start_sandbox(env: &TestEnv, fixture: &str) -> (String, i32) {
         .as_str()
         .unwrap()
         .to_owned();
-    let bundle = fixture_bundle(env, fixture, &id, None);
+    let bundle = env.fixture_bundle(fixture, &id, None);
     let before = std::fs::read(bundle.config_path()).unwrap();
     let pid = env.create(&bundle, &id, &[]);
     env.runtime
@@ -95,12 +55,12 @@ fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("bypass");
+    let env = pod_env("bypass");
     let (sandbox_id, sandbox_pid) = start_sandbox(&env, "sandbox-bypass-pod.config.json");
     assert_eq!(groups_of(sandbox_pid).unwrap(), vec![1000]);
 
     let id = "app-bypass";
-    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, Some(sandbox_pid));
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, Some(sandbox_pid));
     let before = bundle.read_config().unwrap();
     assert_eq!(
         gids_in(&before, "/process/user/additionalGids"),
@@ -131,24 +91,11 @@ fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
     )
     .unwrap();
     let process_before = std::fs::read(&process_file).unwrap();
-    let exec_pid_file = env.path().join("exec.pid");
     let mut detached = load_json(&process_file).unwrap();
     detached["args"] = serde_json::json!(["sleep", "100"]);
     let detached_file = env.path().join("runc-process-detached");
     std::fs::write(&detached_file, detached.to_string()).unwrap();
-    env.runtime
-        .run(&[
-            "exec",
-            "--process",
-            detached_file.to_str().unwrap(),
-            "--detach",
-            "--pid-file",
-            exec_pid_file.to_str().unwrap(),
-            id,
-        ])
-        .unwrap()
-        .expect_ok("exec --detach");
-    let exec_pid = process::read_pid_file(&exec_pid_file).unwrap();
+    let exec_pid = env.exec_detached(id, &["--process", detached_file.to_str().unwrap()], &[]);
     assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000]);
 
     // The captured exec itself (`id`), in the foreground: what the tenant would see.
@@ -204,9 +151,9 @@ fn fsgroup_pod_keeps_fs_group() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("fsgroup");
+    let env = pod_env("fsgroup");
     let id = "app-fsgroup";
-    let bundle = fixture_bundle(&env, "app-fsgroup-pod.config.json", id, None);
+    let bundle = env.fixture_bundle("app-fsgroup-pod.config.json", id, None);
     let pid = env.create(&bundle, id, &[]);
     env.runtime.run(&["start", id]).unwrap().expect_ok("start");
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000, 70000]);
@@ -215,22 +162,10 @@ fn fsgroup_pod_keeps_fs_group() {
     let mut p = load_json(&containerd_fixture("exec-fsgroup-pod.process.json")).unwrap();
     p["args"] = serde_json::json!(["sleep", "100"]);
     std::fs::write(&process_file, p.to_string()).unwrap();
-    let pid_file = env.path().join("e.pid");
-    env.runtime
-        .run(&[
-            "exec",
-            "--process",
-            process_file.to_str().unwrap(),
-            "--detach",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            id,
-        ])
-        .unwrap()
-        .expect_ok("exec");
-    let exec_pid = process::read_pid_file(&pid_file).unwrap();
-    assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000, 70000]);
-    env.kill_all(id, exec_pid);
+    assert_eq!(
+        env.exec_groups(id, &["--process", process_file.to_str().unwrap()]),
+        vec![1000, 60000, 70000]
+    );
     env.destroy(id, Some(pid));
 }
 
@@ -239,10 +174,10 @@ fn variant_pod_with_tty_no_pivot_no_new_keyring() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("variant");
+    let env = pod_env("variant");
     let (sandbox_id, sandbox_pid) = start_sandbox(&env, "sandbox-variant-pod.config.json");
     let id = "app-variant";
-    let bundle = fixture_bundle(&env, "app-variant-pod.config.json", id, Some(sandbox_pid));
+    let bundle = env.fixture_bundle("app-variant-pod.config.json", id, Some(sandbox_pid));
     let socket = env.path().join("pty.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     // Accept and hold the pty so the container's terminal stays open.
@@ -269,22 +204,11 @@ fn unmanaged_container_passes_through_untouched() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("unmanaged");
+    let env = pod_env("unmanaged");
     let id = "admin-ctr-run";
     let mut spec = load_json(&containerd_fixture("app-bypass-pod.config.json")).unwrap();
     spec.as_object_mut().unwrap().remove("annotations");
-    let stubs = env.path().join("stubs");
-    std::fs::create_dir_all(&stubs).unwrap();
-    adapt(
-        &mut spec,
-        &Adapt {
-            cgroups_path: env.cgroup(id),
-            sandbox_pid: None,
-            stub_dir: &stubs,
-        },
-    )
-    .unwrap();
-    let bundle = env.bundle_with(id, &spec);
+    let bundle = env.adapted_bundle(id, spec, None);
     let before = std::fs::read(bundle.config_path()).unwrap();
     let pid = env.create(&bundle, id, &[]);
     assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
@@ -298,14 +222,7 @@ fn unmanaged_deny_refuses() {
     if !require_root() {
         return;
     }
-    let mut env = TestEnv::new("deny");
-    let pods = env.path().join("pods.json");
-    write_pods(&pods, &pod_list(&[]));
-    let config = write_file_source_config(env.path(), &pods, "unmanaged = \"deny\"").unwrap();
-    env.runtime = env
-        .runtime
-        .clone()
-        .with_env(CONFIG_ENV, config.display().to_string());
+    let env = TestEnv::with_pods("deny", &[], "unmanaged = \"deny\"");
     let id = "denied";
     let bundle = env.bundle(id, &["true"], (0, 0, &[]));
     let out = env
@@ -323,7 +240,7 @@ fn crio_annotations_are_enforced() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("crio");
+    let env = pod_env("crio");
     // The bypass pod as CRI-O would annotate it.
     let id = "crio-app";
     let mut spec = load_json(&containerd_fixture("app-bypass-pod.config.json")).unwrap();
@@ -335,18 +252,7 @@ fn crio_annotations_are_enforced() {
         "io.kubernetes.cri-o.ContainerType": "container",
         "io.kubernetes.cri-o.SandboxID": "somesandbox"
     });
-    let stubs = env.path().join("stubs");
-    std::fs::create_dir_all(&stubs).unwrap();
-    adapt(
-        &mut spec,
-        &Adapt {
-            cgroups_path: env.cgroup(id),
-            sandbox_pid: None,
-            stub_dir: &stubs,
-        },
-    )
-    .unwrap();
-    let bundle = env.bundle_with(id, &spec);
+    let bundle = env.adapted_bundle(id, spec, None);
     let pid = env.create(&bundle, id, &[]);
     env.runtime.run(&["start", id]).unwrap().expect_ok("start");
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
@@ -407,61 +313,50 @@ fn fail_closed_cases() {
     if !require_root() {
         return;
     }
-    let (env, pods) = pod_env("failclosed");
+    let env = pod_env("failclosed");
     type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
     let cases: Vec<Case> = vec![
         (
             "pod-missing",
-            Box::new(|| {
-                write_pods(
-                    &pods,
-                    &pod_list(&[("user-alice", "other", "u9", &[1], None)]),
-                )
-            }),
+            Box::new(|| env.write_pods(&[("user-alice", "other", "u9", &[1], None)])),
             "not found",
         ),
         (
             "uid-mismatch",
             Box::new(|| {
-                write_pods(
-                    &pods,
-                    &pod_list(&[(
-                        "user-alice",
-                        "bypass-pod",
-                        "u1-previous-life",
-                        &[50000],
-                        None,
-                    )]),
-                )
+                env.write_pods(&[(
+                    "user-alice",
+                    "bypass-pod",
+                    "u1-previous-life",
+                    &[50000],
+                    None,
+                )])
             }),
             "u1-previous-life",
         ),
         (
             "pods-file-missing",
             Box::new(|| {
-                let _ = std::fs::remove_file(&pods);
+                let _ = std::fs::remove_file(env.pods_file());
             }),
             "pods.json",
         ),
         (
             "pods-file-garbage",
-            Box::new(|| std::fs::write(&pods, "{\"kind\": \"PodList\", \"items\": [").unwrap()),
+            Box::new(|| {
+                std::fs::write(env.pods_file(), "{\"kind\": \"PodList\", \"items\": [").unwrap()
+            }),
             "parsing pods file",
         ),
         (
             "gid-out-of-range",
-            Box::new(|| {
-                write_pods(
-                    &pods,
-                    &pod_list(&[("user-alice", "bypass-pod", "u1", &[-7], None)]),
-                )
-            }),
+            Box::new(|| env.write_pods(&[("user-alice", "bypass-pod", "u1", &[-7], None)])),
             "not a valid gid",
         ),
     ];
     for (id, setup, reason) in cases {
         setup();
-        let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+        let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
         let before = std::fs::read(bundle.config_path()).unwrap();
         let out = env
             .runtime
@@ -490,9 +385,9 @@ fn exec_without_record_resolves_again_and_fails_closed() {
     if !require_root() {
         return;
     }
-    let (env, pods) = pod_env("norecord");
+    let env = pod_env("norecord");
     let id = "app-norecord";
-    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
     let pid = env.create(&bundle, id, &[]);
     env.runtime.run(&["start", id]).unwrap().expect_ok("start");
     // As if created by a build that kept no record.
@@ -522,7 +417,7 @@ fn exec_without_record_resolves_again_and_fails_closed() {
     std::fs::remove_file(&pid_file).unwrap();
 
     // The pod is gone from the source now: the exec must not run at all.
-    write_pods(&pods, &pod_list(&[]));
+    env.write_pods(&[]);
     let out = exec(&env);
     assert!(!out.success());
     assert!(!pid_file.exists(), "no process was started");
@@ -540,35 +435,22 @@ fn exec_flags_are_filtered_too() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("execflags");
+    let env = pod_env("execflags");
     let id = "app-flags";
-    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
     let pid = env.create(&bundle, id, &[]);
     env.runtime.run(&["start", id]).unwrap().expect_ok("start");
-    let pid_file = env.path().join("e.pid");
-    env.runtime
-        .run(&[
-            "exec",
-            "--user",
-            "1000:1000",
-            "--additional-gids",
-            "50000",
-            "-g",
-            "60000",
-            "--detach",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            id,
-            "sleep",
-            "100",
-        ])
-        .unwrap()
-        .expect_ok("exec with flags");
-    let exec_pid = process::read_pid_file(&pid_file).unwrap();
     // As runc builds a flag exec: the container's own (filtered) additionalGids [1000, 60000]
     // plus the flags' 50000 and 60000; 50000 is dropped.
-    assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000]);
-    env.kill_all(id, exec_pid);
+    let flags = [
+        "--user",
+        "1000:1000",
+        "--additional-gids",
+        "50000",
+        "-g",
+        "60000",
+    ];
+    assert_eq!(env.exec_groups(id, &flags), vec![1000, 60000]);
     env.destroy(id, Some(pid));
 }
 
@@ -577,11 +459,11 @@ fn sixteen_concurrent_creates_for_one_pod_are_all_enforced() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("concurrent");
+    let env = pod_env("concurrent");
     let bundles: Vec<(String, Bundle)> = (0..16)
         .map(|i| {
             let id = format!("app-{i}");
-            let b = fixture_bundle(&env, "app-bypass-pod.config.json", &id, None);
+            let b = env.fixture_bundle("app-bypass-pod.config.json", &id, None);
             (id, b)
         })
         .collect();
@@ -606,9 +488,9 @@ fn explain_reports_without_touching_anything() {
     if !require_root() {
         return;
     }
-    let (env, _) = pod_env("explain");
+    let env = pod_env("explain");
     let id = "explained";
-    let bundle = fixture_bundle(&env, "app-bypass-pod.config.json", id, None);
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
     let before = std::fs::read(bundle.config_path()).unwrap();
     let out = env
         .runtime

@@ -115,7 +115,12 @@ impl TestEnv {
 
     /// A bundle from a captured containerd spec (tests/fixtures), made runnable here.
     pub fn fixture_bundle(&self, fixture: &str, id: &str, sandbox_pid: Option<i32>) -> Bundle {
-        let mut spec = load_json(&containerd_fixture(fixture)).expect("fixture");
+        let spec = load_json(&containerd_fixture(fixture)).expect("fixture");
+        self.adapted_bundle(id, spec, sandbox_pid)
+    }
+
+    /// A bundle around a captured spec (any, possibly edited), made runnable here.
+    pub fn adapted_bundle(&self, id: &str, mut spec: Value, sandbox_pid: Option<i32>) -> Bundle {
         let stubs = self.path().join(format!("stubs-{id}"));
         std::fs::create_dir_all(&stubs).expect("stub dir");
         adapt(
