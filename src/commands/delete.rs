@@ -35,10 +35,16 @@ pub fn delete(args: Delete, root: &Path) -> Result<()> {
     }
     let mut container = load_container(root, id)?;
     forget_pod_groups(root, &container);
+    delete_container(&mut container, args.force)
+}
+
+/// Deletes a loaded container (also `run`'s, when its init has exited): see the module docs.
+pub fn delete_container(container: &mut Container, force: bool) -> Result<()> {
+    let id = container.id().to_owned();
     if container.systemd() {
         // systemd stops the container's own unit; nothing outside it is touched.
         return container
-            .delete(args.force)
+            .delete(force)
             .with_context(|| format!("deleting container {id}"));
     }
     container
@@ -46,17 +52,17 @@ pub fn delete(args: Delete, root: &Path) -> Result<()> {
         .with_context(|| format!("reading the status of container {id}"))?;
     match container.status() {
         ContainerStatus::Stopped => {}
-        ContainerStatus::Created => stop(&mut container)?,
+        ContainerStatus::Created => stop(container)?,
         ContainerStatus::Creating | ContainerStatus::Running | ContainerStatus::Paused
-            if args.force =>
+            if force =>
         {
-            stop(&mut container)?
+            stop(container)?
         }
         status => {
             bail!("cannot delete container {id}: it is {status:?}; stop it first or use --force")
         }
     }
-    remove_stopped(&container).with_context(|| format!("deleting container {id}"))
+    remove_stopped(container).with_context(|| format!("deleting container {id}"))
 }
 
 /// Kills a created or live container: its init, and with it everything in its own pid

@@ -131,7 +131,9 @@ pub fn cgroup_manager(root: &Path, id: &str) -> Result<AnyCgroupManager> {
 }
 
 /// Removes what a failed create left behind, so that the caller's `delete --force` (which the
-/// shim and conmon always send) and a retry with the same id both work.
+/// shim and conmon always send) and a retry with the same id both work. Only called while the
+/// create holds the id's claim, so everything there is this create's; removed like any delete
+/// (never sweeping a cgroup that is not the container's).
 pub fn cleanup_failed_create(root: &Path, id: &str) {
     let Ok(dir) = container_dir(root, id) else {
         return;
@@ -140,8 +142,8 @@ pub fn cleanup_failed_create(root: &Path, id: &str) {
         return;
     }
     if let Ok(mut container) = Container::load(dir.clone()) {
-        if let Err(err) = container.delete(true) {
-            tracing::debug!(%err, "cleanup after failed create: delete");
+        if let Err(err) = delete::delete_container(&mut container, true) {
+            tracing::debug!(error = %format!("{err:#}"), "cleanup after failed create: delete");
         }
     }
     if dir.exists() {

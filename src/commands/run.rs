@@ -41,9 +41,7 @@ pub fn run(args: Run, root: &Path, systemd: bool, config: &Config) -> Result<i32
         .context("container state has no init pid after start")?;
     let status = wait_foreground(init);
     if !args.keep {
-        container
-            .delete(true)
-            .with_context(|| format!("deleting container {}", args.container_id))?;
+        super::delete::delete_container(&mut container, true)?;
     }
     status
 }
