@@ -99,6 +99,16 @@ fn member_controllers(proc_cgroup: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Whether a container's `cgroupsPath` can name a cgroup of its own: not empty (libcgroups
+/// reads that as the caller's cgroup, or on v2 the root) and not the hierarchy's root.
+pub fn names_a_cgroup_of_its_own(cgroup_path: &Path) -> bool {
+    let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+    !cgroup_path.as_os_str().is_empty()
+        && relative
+            .components()
+            .any(|c| !matches!(c, Component::CurDir))
+}
+
 /// The directories of `cgroup_path`, as libcgroups computes them for the container. Refuses a
 /// path that is not a container's own: empty (libcgroups would take the caller's cgroup, or on
 /// v2 the root), the hierarchy's root, or one that climbs out with `..`.

@@ -341,28 +341,172 @@ fn log_files_and_their_directories_are_created_private() {
 
 // --- issue 17 §2: delete signals only the container's own processes -------------------------
 
-/// A process that belongs to nobody's container, placed in `cgroup` of every v1 hierarchy.
+/// The mounted cgroup hierarchies (each `/sys/fs/cgroup/<name>` holding a `cgroup.procs`).
+fn hierarchies() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").is_file())
+        .collect()
+}
+
+/// Creates `cgroup` in every hierarchy, cpuset's with its parent's cpus and mems (a task
+/// cannot join an empty cpuset).
+fn make_cgroup(cgroup: &str) {
+    for h in hierarchies() {
+        let dir = h.join(cgroup);
+        std::fs::create_dir_all(&dir).unwrap();
+        if dir.join("cpuset.cpus").exists() {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let mut parent = dir.parent().unwrap().to_path_buf();
+                let value = loop {
+                    let v = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                    if !v.trim().is_empty() || parent == h {
+                        break v;
+                    }
+                    parent = parent.parent().unwrap().to_path_buf();
+                };
+                std::fs::write(dir.join(file), value.trim()).unwrap();
+            }
+        }
+    }
+}
+
+/// A process that belongs to nobody's container, placed in `cgroup` of every hierarchy.
 fn outsider_in_cgroup(cgroup: &str) -> std::process::Child {
+    make_cgroup(cgroup);
     let child = std::process::Command::new("sleep")
         .arg("100")
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    for hierarchy in ["pids", "memory", "freezer", "cpu,cpuacct", "devices"] {
-        let dir = Path::new("/sys/fs/cgroup")
-            .join(hierarchy)
-            .join(cgroup.trim_start_matches('/'));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            let _ = std::fs::write(dir.join("cgroup.procs"), child.id().to_string());
-        }
+    for h in hierarchies() {
+        std::fs::write(h.join(cgroup).join("cgroup.procs"), child.id().to_string()).unwrap();
     }
     child
 }
 
+/// Removes `cgroup` (and what is below it) from every hierarchy; its processes must be gone.
 fn remove_cgroup(cgroup: &str) {
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(hierarchy.path().join(cgroup.trim_start_matches('/')));
+    for h in hierarchies() {
+        let dir = h.join(cgroup);
+        let mut dirs = vec![];
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
     }
+}
+
+/// Runs `steps` (shell) as a caller contained in `cgroup` of every hierarchy, beside a
+/// bystander `sleep` also in it. Containment is checked before any step runs, so a runtime that
+/// sweeps "its caller's cgroup" can only ever reach these. Returns (the caller's exit status,
+/// whether the bystander survived, what the steps wrote to `$OUT`).
+fn in_contained_caller(env: &TestEnv, cgroup: &str, steps: &str) -> (Option<i32>, bool, String) {
+    make_cgroup(cgroup);
+    let bystander_file = env
+        .path()
+        .join(format!("bystander-{}.pid", cgroup.replace('/', "_")));
+    let out_file = env
+        .path()
+        .join(format!("caller-{}.out", cgroup.replace('/', "_")));
+    let join = hierarchies()
+        .iter()
+        .map(|h| {
+            format!(
+                "echo $$ > {}/{cgroup}/cgroup.procs || exit 120; ",
+                h.display()
+            )
+        })
+        .collect::<String>();
+    let script = format!(
+        "{join}grep -v ':/{cgroup}$' /proc/self/cgroup | grep -q . && exit 121; \
+         sleep 100 </dev/null >/dev/null 2>&1 & echo $! > {bystander}; OUT={out}; {steps}",
+        bystander = bystander_file.display(),
+        out = out_file.display(),
+    );
+    // Never wait for EOF on its output: containers and the bystander inherit it.
+    let mut caller = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env(common::CONFIG_ENV, env.path().join("runtime-config.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = caller.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            // A runtime that froze its own cgroup (the freezer) hangs for ever: thaw and end
+            // everything in the test cgroup, then fail.
+            for h in hierarchies() {
+                let _ = std::fs::write(h.join(cgroup).join("freezer.state"), "THAWED");
+            }
+            for h in hierarchies() {
+                let procs = std::fs::read_to_string(h.join(cgroup).join("cgroup.procs"));
+                for pid in procs.unwrap_or_default().split_whitespace() {
+                    if let Ok(pid) = pid.parse() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            let _ = caller.wait();
+            process::eventually(Duration::from_secs(5), || {
+                std::fs::read_to_string(
+                    Path::new("/sys/fs/cgroup/pids").join(cgroup).join("cgroup.procs"),
+                )
+                .map(|p| p.trim().is_empty())
+                .unwrap_or(true)
+            });
+            remove_cgroup(cgroup);
+            panic!("the contained caller hung (a runtime froze or swept its caller's cgroup)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(status.code(), Some(120), "could not join the test cgroup");
+    assert_ne!(
+        status.code(),
+        Some(121),
+        "the caller is not contained in the test cgroup"
+    );
+    let bystander = process::read_pid_file(&bystander_file).unwrap();
+    let alive = Path::new(&format!("/proc/{bystander}")).exists()
+        && !status_field(bystander, "State")
+            .unwrap_or_default()
+            .starts_with('Z');
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bystander),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = process::wait_gone(bystander, Duration::from_secs(5));
+    let written = std::fs::read_to_string(&out_file).unwrap_or_default();
+    (status.code(), alive, written)
+}
+
+/// The binary under test for a contained caller, and an environment whose own runtime (used
+/// for cleanup, also by TestEnv's drop) is always this build: an older binary must never
+/// delete or kill from the test's own, uncontained cgroups.
+fn contained_env(name: &str) -> (String, TestEnv) {
+    let under_test = env(name).runtime.binary.display().to_string();
+    (under_test, TestEnv::with_pods(name, PODS, ""))
 }
 
 #[test]
@@ -371,12 +515,11 @@ fn delete_never_kills_a_process_outside_its_container() {
         return;
     }
     let env = env("deleteoutsiders");
-    let shared = format!("/strict-sg-tests/shared-{}", std::process::id());
+    let shared = format!("strict-sg-tests/shared-{}", std::process::id());
     let mut outsider = outsider_in_cgroup(&shared);
 
     // A stopped container whose cgroupsPath is shared with an unrelated process.
-    let mut config = minimal_config(&["true"], 0, 0, &[], &shared);
-    config["linux"]["cgroupsPath"] = json!(shared);
+    let config = minimal_config(&["true"], 0, 0, &[], &format!("/{shared}"));
     let b = env.bundle_with("shared-path", &config);
     let pid = env.create(&b, "shared-path", &[]);
     start(&env, "shared-path");
@@ -391,24 +534,45 @@ fn delete_never_kills_a_process_outside_its_container() {
         "delete killed a process outside its container"
     );
 
-    // An empty cgroupsPath must not resolve to the caller's own cgroups.
-    let config = minimal_config(&["true"], 0, 0, &[], "");
-    let b = env.bundle_with("no-path", &config);
-    let pid = env.create(&b, "no-path", &[]);
-    start(&env, "no-path");
-    process::wait_gone(pid, Duration::from_secs(5)).unwrap();
-    let out = env
-        .runtime
-        .run_within(&["delete", "no-path"], Duration::from_secs(30))
-        .unwrap();
-    assert_ne!(out.code, None, "delete was killed: {out:?}");
-    assert_ne!(out.code, Some(137), "delete killed itself: {out:?}");
-    let _ = env.runtime.run(&["delete", "--force", "no-path"]);
-    assert!(!env.root.join("no-path").exists(), "state left behind");
-
     let _ = outsider.kill();
     let _ = outsider.wait();
     remove_cgroup(&shared);
+}
+
+#[test]
+fn delete_with_an_empty_cgroup_path_never_sweeps_the_callers_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let (runtime, env) = contained_env("deleteemptypath");
+    let root = env.root.display().to_string();
+    let b = env.bundle_with("no-path", &minimal_config(&["true"], 0, 0, &[], ""));
+    let cgroup = format!("strict-sg-tests/delete-caller-{}", std::process::id());
+    let (code, bystander_alive, out) = in_contained_caller(
+        &env,
+        &cgroup,
+        &format!(
+            "{runtime} --root {root} create --bundle {bundle} --pid-file {pid} no-path || exit 10; \
+             {runtime} --root {root} start no-path || exit 11; \
+             while [ -d /proc/$(cat {pid}) ] && ! grep -q '^State:.Z' /proc/$(cat {pid})/status; \
+             do sleep 0.05; done; \
+             {runtime} --root {root} delete no-path; echo delete-exit-$? > $OUT",
+            bundle = b.dir.display(),
+            pid = env.pid_file("no-path").display(),
+        ),
+    );
+    let _ = env.runtime.run(&["delete", "--force", "no-path"]);
+    remove_cgroup(&cgroup);
+    assert!(
+        out.contains("delete-exit-"),
+        "the caller was killed ({code:?})"
+    );
+    assert!(
+        bystander_alive,
+        "delete killed a process of its caller's cgroup"
+    );
+    assert!(out.contains("delete-exit-0"), "{out}");
+    assert!(!env.root.join("no-path").exists(), "state left behind");
 }
 
 // --- issue 17 §3: exec without --process runs as the container's user, like runc ------------
@@ -634,4 +798,47 @@ fn concurrent_creates_of_one_pod_against_a_cold_kubelet_cache_are_all_enforced()
     for (id, pid) in ids.iter().zip(pids) {
         env.destroy(id, Some(pid));
     }
+}
+
+// --- issue 17 §2 (kill): --all never signals a cgroup that is not the container's -----------
+
+#[test]
+fn kill_all_with_an_empty_cgroup_path_signals_only_the_init() {
+    if !require_root() {
+        return;
+    }
+    let (runtime, env) = contained_env("killallempty");
+    let root = env.root.display().to_string();
+    let b = env.bundle_with(
+        "emptypath",
+        &minimal_config(&["sleep", "100"], 0, 0, &[], ""),
+    );
+    let cgroup = format!("strict-sg-tests/kill-caller-{}", std::process::id());
+    // With an empty cgroupsPath the container joins its caller's cgroup, and `kill --all` used
+    // to kill all of it: the bystander, the caller and the runtime itself.
+    let (code, bystander_alive, out) = in_contained_caller(
+        &env,
+        &cgroup,
+        &format!(
+            "{runtime} --root {root} create --bundle {bundle} --pid-file {pid} emptypath || exit 10; \
+             {runtime} --root {root} start emptypath || exit 11; \
+             {runtime} --root {root} kill --all emptypath 9; echo kill-exit-$? > $OUT",
+            bundle = b.dir.display(),
+            pid = env.pid_file("emptypath").display(),
+        ),
+    );
+    let init = process::read_pid_file(&env.pid_file("emptypath")).ok();
+    let init_gone = init.is_some_and(|pid| process::wait_gone(pid, Duration::from_secs(5)).is_ok());
+    env.destroy("emptypath", init);
+    remove_cgroup(&cgroup);
+    assert!(
+        out.contains("kill-exit-"),
+        "the caller was killed ({code:?})"
+    );
+    assert!(
+        bystander_alive,
+        "kill --all killed a process that is not the container's"
+    );
+    assert!(out.contains("kill-exit-0"), "{out}");
+    assert!(init_gone, "the init did not get the signal");
 }

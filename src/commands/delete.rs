@@ -53,9 +53,7 @@ pub fn delete_container(container: &mut Container, force: bool) -> Result<()> {
     match container.status() {
         ContainerStatus::Stopped => {}
         ContainerStatus::Created => stop(container)?,
-        ContainerStatus::Creating | ContainerStatus::Running | ContainerStatus::Paused
-            if force =>
-        {
+        ContainerStatus::Creating | ContainerStatus::Running | ContainerStatus::Paused if force => {
             stop(container)?
         }
         status => {
@@ -73,7 +71,7 @@ fn stop(container: &mut Container) -> Result<()> {
     let config = container.spec().ok();
     let own_cgroup = config
         .as_ref()
-        .is_some_and(|c| cgroup_is_the_containers(&c.cgroup_path));
+        .is_some_and(|c| cgroup_dirs::names_a_cgroup_of_its_own(&c.cgroup_path));
     let all = !has_private_pid_namespace(container) && own_cgroup;
     let init = container.pid();
     container
@@ -104,14 +102,6 @@ fn has_private_pid_namespace(container: &Container) -> bool {
                         .is_none_or(str::is_empty)
             })
         })
-}
-
-fn cgroup_is_the_containers(path: &Path) -> bool {
-    let relative = path.strip_prefix("/").unwrap_or(path);
-    !path.as_os_str().is_empty()
-        && relative
-            .components()
-            .any(|c| !matches!(c, std::path::Component::CurDir))
 }
 
 /// A process is gone once it no longer exists or is a zombie (its parent reaps it).
