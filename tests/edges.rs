@@ -471,7 +471,9 @@ fn in_contained_caller(env: &TestEnv, cgroup: &str, steps: &str) -> (Option<i32>
             let _ = caller.wait();
             process::eventually(Duration::from_secs(5), || {
                 std::fs::read_to_string(
-                    Path::new("/sys/fs/cgroup/pids").join(cgroup).join("cgroup.procs"),
+                    Path::new("/sys/fs/cgroup/pids")
+                        .join(cgroup)
+                        .join("cgroup.procs"),
                 )
                 .map(|p| p.trim().is_empty())
                 .unwrap_or(true)

@@ -151,7 +151,7 @@ pub fn identify(
                 pod,
                 container_name,
             }),
-            None if kind.is_some() || uid_only(annotations, overrides) => bail!(
+            None if kind.is_some() || claims_kubernetes(annotations, overrides) => bail!(
                 "container {container_id} carries Kubernetes annotations but no pod namespace \
                  and name"
             ),
@@ -161,16 +161,29 @@ pub fn identify(
     }
 }
 
-/// A pod uid with no name is a half-written identity: not "unmanaged".
-fn uid_only(annotations: &BTreeMap<String, String>, overrides: &AnnotationOverrides) -> bool {
-    [
+/// Whether the annotations say "a CRI made this container for a pod" while naming no pod: a
+/// half-written identity, never proof of an unmanaged container. Any key of containerd's CRI
+/// (`io.kubernetes.cri.`, which nothing but the CRI plugin writes) or any identity key of
+/// CRI-O or of the configuration counts; CRI-O's other `io.kubernetes.cri-o.` keys do not,
+/// because plain podman writes them too.
+fn claims_kubernetes(
+    annotations: &BTreeMap<String, String>,
+    overrides: &AnnotationOverrides,
+) -> bool {
+    let identity_keys = [
         overrides.pod_uid.as_deref(),
-        Some(CONTAINERD_UID),
+        overrides.container_name.as_deref(),
         Some(CRIO_UID),
-    ]
-    .iter()
-    .flatten()
-    .any(|k| annotations.contains_key(*k))
+        Some(CRIO_CONTAINER_NAME),
+        Some(CRIO_SANDBOX_ID),
+    ];
+    annotations
+        .keys()
+        .any(|k| k.starts_with("io.kubernetes.cri."))
+        || identity_keys
+            .iter()
+            .flatten()
+            .any(|k| annotations.contains_key(*k))
 }
 
 #[cfg(test)]
@@ -291,6 +304,16 @@ mod tests {
             identify(&ann(&[("org.example/x", "y")]), "c", &none()).unwrap(),
             Identity::Unmanaged
         );
+        // What plain podman writes (no pod): unmanaged.
+        let podman = ann(&[
+            ("io.container.manager", "libpod"),
+            ("io.kubernetes.cri-o.Created", "2026-11-27T03:11:18Z"),
+            ("io.kubernetes.cri-o.TTY", "false"),
+        ]);
+        assert_eq!(
+            identify(&podman, "c", &none()).unwrap(),
+            Identity::Unmanaged
+        );
     }
 
     #[test]
@@ -306,6 +329,12 @@ mod tests {
                 (CONTAINERD_NAME, "p"),
             ]),
             ann(&[(CONTAINERD_NAMESPACE, ""), (CONTAINERD_NAME, "p")]),
+            // A CRI's container that names no pod is not "unmanaged".
+            ann(&[(CONTAINERD_CONTAINER_NAME, "app")]),
+            ann(&[(CONTAINERD_SANDBOX_ID, "sb")]),
+            ann(&[("io.kubernetes.cri.image-name", "i")]),
+            ann(&[(CRIO_CONTAINER_NAME, "app")]),
+            ann(&[(CRIO_SANDBOX_ID, "sb")]),
         ] {
             assert!(identify(&a, "c", &none()).is_err(), "{a:?}");
         }
