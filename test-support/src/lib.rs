@@ -9,5 +9,6 @@ pub mod fixtures;
 pub mod kubelet;
 pub mod oci_image;
 pub mod process;
+pub mod restart_hook;
 pub mod rootfs;
 pub mod runtime;
