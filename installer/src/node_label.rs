@@ -153,7 +153,10 @@ impl ApiServer {
             .context("starting the API client")?;
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
-            match rt.block_on(tokio::time::timeout(TIMEOUT, self.patch(&path, &body))) {
+            // The timer is made inside the runtime: it needs the runtime's clock.
+            match rt
+                .block_on(async { tokio::time::timeout(TIMEOUT, self.patch(&path, &body)).await })
+            {
                 Ok(Ok((status, _))) if (200..300).contains(&status) => return Ok(()),
                 Ok(Ok((status, reply))) if status < 500 && status != 429 => {
                     bail!(

@@ -800,3 +800,145 @@ fn a_sigterm_to_the_daemonset_pod_changes_nothing() {
     );
     assert_eq!(node.snapshot(), installed);
 }
+
+/// maxSurge, or a pod replaced while the old one still runs: two installers on one node. The
+/// second waits for the first's lock instead of editing and restarting in between.
+/// Failed before the fix: the second ran straight through during the first's restart.
+#[test]
+fn two_installers_on_one_node_take_turns() {
+    let node = Node::new();
+    node.put(
+        CONTAINERD_CONFIG,
+        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
+    );
+    let marks = node.dir.path().join("marks");
+    let restart = format!(
+        "/bin/sh -c 'echo started >> {m}; sleep 2; echo ended >> {m}' restart {{unit}}",
+        m = marks.display()
+    );
+    let runtime = node.dir.path().join("runtime");
+    let first = Command::new(INSTALLER)
+        .args(["install", "--cri", "containerd", "--no-verify"])
+        .arg("--runtime-binary")
+        .arg(&runtime)
+        .arg("--restart-command")
+        .arg(&restart)
+        .arg("--host-root")
+        .arg(node.host())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&marks)
+        .unwrap_or_default()
+        .contains("started")
+    {
+        assert!(Instant::now() < deadline, "the first never restarted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = node.install(&["--cri", "containerd", "--no-verify"]);
+    let marks_now = std::fs::read_to_string(&marks).unwrap();
+    assert!(
+        marks_now.contains("ended"),
+        "the second installer ran during the first one's restart:\n{second}"
+    );
+    assert!(
+        second.contains("another installer is working on this node"),
+        "{second}"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success());
+}
+
+/// Reproduced: the NVIDIA toolkit adds `runtimes.nvidia` after our install, the installer pod
+/// restarts (re-recording the file), and uninstall restored the stale backup: nvidia was lost.
+/// Uninstall takes out only what install added.
+#[test]
+fn uninstall_keeps_a_runtime_added_after_install() {
+    let node = Node::new();
+    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
+    node.put(CONTAINERD_CONFIG, &original);
+    node.install(&["--cri", "containerd"]);
+    let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
+    edited.extend_from_slice(
+        b"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+    );
+    node.put(CONTAINERD_CONFIG, &edited);
+    // The installer pod restarts: everything is in place.
+    let out = node.install(&["--cri", "containerd"]);
+    assert!(
+        out.contains(&format!("unchanged {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+
+    node.uninstall(&["--no-restart"]);
+    let after = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
+    assert!(after.contains("runtimes.nvidia]"), "{after}");
+    assert!(!after.contains("strict-supplementalgroups"), "{after}");
+    let mut expected = original.clone();
+    expected.extend_from_slice(
+        b"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+    );
+    assert_eq!(after.as_bytes(), expected.as_slice());
+}
+
+/// A ConfigMap with a typo never reaches the node (the runtime's own parser refuses it: before
+/// the fix it was installed and every new pod failed), and a good change is written without
+/// touching the binary or restarting the CRI.
+#[test]
+fn runtime_config_is_validated_and_a_change_restarts_nothing() {
+    let node = Node::new();
+    node.put(CONTAINERD_CONFIG, b"version = 2\n");
+    let log = node.dir.path().join("restarts.log");
+    let restart = format!("/bin/sh -c 'echo restart >> {}'", log.display());
+    let config = node.dir.path().join("config.toml");
+    let runtime = node.dir.path().join("runtime");
+    let install = |config_text: &str| {
+        std::fs::write(&config, config_text).unwrap();
+        node.installer(&[
+            "install",
+            "--cri",
+            "containerd",
+            "--no-verify",
+            "--runtime-binary",
+            runtime.to_str().unwrap(),
+            "--runtime-config",
+            config.to_str().unwrap(),
+            "--restart-command",
+            &restart,
+        ])
+    };
+    ok(install("pod-groups-source = \"kubelet\"\n"));
+    let restarts = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(restarts(), 1);
+    let binary = node.on_host(BINARY);
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&binary).unwrap());
+    let first_inode = inode();
+    let before = node.snapshot();
+
+    let stderr = failed(install(
+        "pod-groups-source = \"kubelet\"\nkubelet-urll = \"https://x\"\n",
+    ));
+    assert!(
+        stderr.contains("refused by the runtime's own parser"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kubelet-urll"), "{stderr}");
+    assert_eq!(node.snapshot(), before, "nothing changed on the node");
+
+    let out = ok(install(
+        "pod-groups-source = \"kubelet\"\nunmanaged = \"deny\"\n",
+    ));
+    assert!(
+        out.contains("updated /etc/strict-supplementalgroups-container-runtime/config.toml"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("unchanged {BINARY}")), "{out}");
+    assert_eq!(restarts(), 1, "no CRI restart for a runtime config change");
+    assert_eq!(inode(), first_inode, "the binary is not rewritten");
+}

@@ -33,6 +33,7 @@ const INSTALLER: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-installer"
 const HANDLER: &str = "strict-supplementalgroups";
 const PAUSE: &str = "docker.io/strict-sg-installer/pause:test";
 const APP: &str = "docker.io/strict-sg-installer/app:test";
+const LABEL: &str = "strict-supplementalgroups.io/installed";
 
 /// Debian 12's /etc/containerd/config.toml as the containerd package installs it.
 const DEBIAN_PACKAGED: &str = r#"version = 2
@@ -107,6 +108,7 @@ fn images() -> Images {
 /// (restarted through the hook), a CRI socket at a fixed path.
 struct Node {
     dir: tempfile::TempDir,
+    api: test_support::apiserver_nodes::NodesApi,
     containerd: Arc<Mutex<Option<Containerd>>>,
     sabotage_next_start: Arc<AtomicBool>,
     hook: RestartHook,
@@ -183,8 +185,12 @@ impl Node {
             *slot = Some(start(line, &dir2, &cg2, sabotage)?);
             Ok(())
         })?;
+        let api = test_support::apiserver_nodes::NodesApi::start(&["node-1"], "sa-token")?;
+        std::fs::write(dir.path().join("token"), api.token())?;
+        std::fs::write(dir.path().join("ca.crt"), api.ca_pem())?;
         let node = Self {
             dir,
+            api,
             containerd,
             sabotage_next_start: sabotage,
             hook,
@@ -214,7 +220,11 @@ impl Node {
             .arg(self.path("cri.sock"))
             .arg("--restart-command")
             .arg(self.hook.command())
-            .env_remove("NODE_NAME");
+            .args(["--node-name", "node-1", "--kube-api", &self.api.url()])
+            .arg("--kube-token-file")
+            .arg(self.path("token"))
+            .arg("--kube-ca-file")
+            .arg(self.path("ca.crt"));
         if !extra.contains(&"--verify-timeout") {
             cmd.args(["--verify-timeout", "30"]);
         }
@@ -487,6 +497,12 @@ fn install_and_run_pods(line: ContainerdLine, fixture: Fixture, images: &Images)
         "{line:?} {fixture:?}: not verified:\n{out}"
     );
     assert_eq!(node.hook.restarts(), ["containerd"], "{out}");
+    // Labelled only now, after the CRI was seen serving the handler.
+    assert_eq!(
+        node.api.labels("node-1").get(LABEL).map(String::as_str),
+        Some("true"),
+        "{out}"
+    );
     import_images(&node, images)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -524,6 +540,15 @@ fn install_and_run_pods(line: ContainerdLine, fixture: Fixture, images: &Images)
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert!(!node.path("state").exists());
+    assert_eq!(node.api.labels("node-1").get(LABEL), None, "{out}");
+    let seen = node.api.seen();
+    assert!(
+        seen.iter().all(|p| p.method == "PATCH"
+            && p.path == "/api/v1/nodes/node-1"
+            && p.content_type == "application/merge-patch+json"
+            && p.status == 200),
+        "{seen:?}"
+    );
     if let Some(c) = node.containerd.lock().unwrap().take() {
         c.stop()?;
     }
@@ -594,6 +619,7 @@ fn a_cri_that_does_not_come_back_is_rolled_back() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("NOT INSTALLED"), "{stderr}");
     assert_eq!(node.hook.restarts(), ["containerd", "containerd"]);
+    assert_eq!(node.api.labels("node-1").get(LABEL), None, "never labelled");
     assert_eq!(
         std::fs::read_to_string(node.config()).unwrap(),
         DEBIAN_PACKAGED

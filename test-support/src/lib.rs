@@ -2,6 +2,7 @@
 //!
 //! Nothing here is used by the runtime binary itself.
 
+pub mod apiserver_nodes;
 pub mod binaries;
 pub mod certs;
 pub mod containerd;
