@@ -16,6 +16,8 @@ pub const DEFAULT_CRIO_CONFIG: &str = "/etc/crio/crio.conf";
 pub const DEFAULT_CRIO_CONFIG_DIR: &str = "/etc/crio/crio.conf.d";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/strict-supplementalgroups-installer";
 pub const DEFAULT_RESTART_COMMAND: &str = "nsenter --target 1 --mount -- systemctl restart {unit}";
+pub const DEFAULT_CONTAINERD_DROPIN_DIR: &str = "/etc/containerd/conf.d";
+pub const DEFAULT_NODE_LABEL: &str = "strict-supplementalgroups.io/installed=true";
 /// The runtime binary shipped beside the installer (in the image: /usr/local/bin).
 pub const RUNTIME_BINARY_NAME: &str = "strict-supplementalgroups-container-runtime";
 
@@ -35,8 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Copy the runtime to the host, write its config and register the handler with the CRI
     Install(Box<InstallArgs>),
-    /// Reverse what install recorded, then restart the CRI
-    Uninstall(UninstallArgs),
+    /// Take out what install added, restart the CRI and check it serves without the handler
+    Uninstall(Box<UninstallArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,6 +72,40 @@ pub struct Common {
     /// Print what would change; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Host path of the CRI's socket, asked after a restart whether it serves (default:
+    /// /run/containerd/containerd.sock or /run/crio/crio.sock)
+    #[arg(long)]
+    pub cri_socket: Option<PathBuf>,
+    /// Do not ask the CRI after the restart (nothing is verified or rolled back, and the node
+    /// is not labelled)
+    #[arg(long)]
+    pub no_verify: bool,
+    /// How long the CRI may take to serve again after a restart
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    pub verify_timeout: u64,
+    /// The node this runs on (a DaemonSet passes spec.nodeName): after a verified install it
+    /// gets --node-label, which the RuntimeClass selects; uninstall takes it off first
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The node label meaning "handler installed and verified" (key=value)
+    #[arg(long, default_value = DEFAULT_NODE_LABEL)]
+    pub node_label: String,
+    /// API server for the node label (default: in a pod, KUBERNETES_SERVICE_HOST/PORT)
+    #[arg(long)]
+    pub kube_api: Option<String>,
+    /// Bearer token file for the API server (the pod's ServiceAccount token)
+    #[arg(long, default_value = crate::node_label::DEFAULT_TOKEN_FILE)]
+    pub kube_token_file: PathBuf,
+    /// CA that verifies the API server
+    #[arg(long, default_value = crate::node_label::DEFAULT_CA_FILE)]
+    pub kube_ca_file: PathBuf,
+    /// When done, stay until SIGTERM or SIGINT (for a DaemonSet); the signal changes nothing
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: file to create (in the installer's own filesystem) once done, for a
+    /// readiness probe; removed when the signal comes
+    #[arg(long, requires = "wait")]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -112,20 +148,30 @@ pub struct InstallArgs {
     /// default runtime, else the first conmon found in the usual places)
     #[arg(long)]
     pub crio_monitor_path: Option<PathBuf>,
-    /// After installing, stay until SIGTERM or SIGINT (for a DaemonSet)
-    #[arg(long)]
-    pub wait: bool,
-    /// With --wait: uninstall when the signal comes
-    #[arg(long, requires = "wait")]
+    /// containerd's release line, 1 or 2 (default: asked over the CRI socket; without an
+    /// answer, 2 for a version 3 config, else 1)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub containerd_major: Option<u8>,
+    /// Host directory for the handler's drop-in on containerd 2.x (unless config.toml already
+    /// imports a directory's *.toml)
+    #[arg(long, default_value = DEFAULT_CONTAINERD_DROPIN_DIR)]
+    pub containerd_dropin_dir: PathBuf,
+    /// Accepted and ignored: a SIGTERM never uninstalls (an upgrade, a ConfigMap change, a
+    /// drain or a pod deletion all send one); uninstall is its own step
+    #[arg(long, hide = true)]
     pub uninstall_on_exit: bool,
-    /// With --wait: file to create (in the installer's own filesystem) once installed, for a
-    /// readiness probe; removed when the signal comes
-    #[arg(long, requires = "wait")]
-    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct UninstallArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Uninstall even while pods run under the handler (their shims then call a runtime
+    /// binary that is gone: stop, exec and probes fail)
+    #[arg(long)]
+    pub force: bool,
+    /// With --wait: while pods still run under the handler, check again every this many
+    /// seconds instead of failing
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub retry_interval: u64,
 }

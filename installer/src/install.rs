@@ -1,19 +1,28 @@
 //! `install`: plan every file first (all reading and validation), then change them one by one,
-//! recording each change before making it, then restart the CRI if its config changed.
+//! recording each change before making it; restart the CRI if its config changed and check
+//! over the CRI socket that it serves the handler. If it does not, the CRI config goes back to
+//! what it was, the CRI is restarted again, and install fails. Only a verified install labels
+//! the node.
+//!
+//! Running again (an upgrade, a ConfigMap change, a pod restarted) updates in place: each file
+//! is replaced atomically, files no longer wanted go only after the new ones are verified, and
+//! nothing is ever taken away in between. One installer at a time per node (`lock`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{InstallArgs, RUNTIME_BINARY_NAME};
-use crate::containerd;
+use crate::containerd_layout::{self, Major};
 use crate::crio::{self, DropIn};
 use crate::detect::{self, Cri};
 use crate::hostfs::{FileMode, Host, sha256_hex};
-use crate::record::{FileEntry, Original, Record, Role, owned_by_us};
+use crate::lock;
+use crate::record::{FileEntry, NodeLabelRecord, Original, Record, Role, owned_by_us};
 use crate::restart::Restart;
 use crate::signals;
 use crate::uninstall;
+use crate::verify::{NodeLabeler, Verifier};
 
 /// One file as install wants it.
 struct Planned {
@@ -24,16 +33,50 @@ struct Planned {
     new_mode: u32,
     /// What the content is, for the printed line.
     what: String,
+    added_default_runtime: Option<String>,
+    import_added: Option<String>,
+    imports_key_created: bool,
+}
+
+impl Planned {
+    fn plain(path: PathBuf, role: Role, bytes: Vec<u8>, new_mode: u32, what: String) -> Self {
+        Self {
+            path,
+            role,
+            bytes,
+            new_mode,
+            what,
+            added_default_runtime: None,
+            import_added: None,
+            imports_key_created: false,
+        }
+    }
+}
+
+/// A CRI config file as it was before this run changed it, to put back if the CRI does not
+/// come back with the handler.
+pub struct Undo {
+    pub path: PathBuf,
+    pub bytes: Option<Vec<u8>>,
+    pub mode: Option<FileMode>,
+    pub entry: Option<FileEntry>,
 }
 
 pub fn run(args: &InstallArgs) -> Result<()> {
     validate_handler(&args.handler_name)?;
     // Before anything else, so a SIGTERM during install waits for install to finish.
-    let blocked = if args.wait {
+    let blocked = if args.common.wait {
         Some(signals::block_termination()?)
     } else {
         None
     };
+    if args.uninstall_on_exit {
+        println!(
+            "note: --uninstall-on-exit is ignored: a SIGTERM never uninstalls (upgrades, \
+             ConfigMap changes, drains and pod deletions all send one); run `uninstall` to \
+             uninstall"
+        );
+    }
     let host = Host::new(&args.common.host_root)?;
     let cri = detect::resolve(
         args.cri,
@@ -54,32 +97,23 @@ pub fn run(args: &InstallArgs) -> Result<()> {
             ""
         }
     );
-    install(&host, args, cri)?;
+    crate::hostfs::check_host_path(&args.common.state_dir).context("--state-dir")?;
+    let labeler = NodeLabeler::new(&args.common)?;
+    let verifier = Verifier::new(&host, &args.common, cri)?;
+    if args.common.dry_run {
+        install(&host, args, cri, &verifier, &labeler, &[])?;
+    } else {
+        let lock = lock::acquire(&host, &args.common.state_dir)?;
+        let result = install(&host, args, cri, &verifier, &labeler, &lock.created);
+        let released = lock.release_unused(&host, &args.common.state_dir);
+        result?;
+        released?;
+    }
 
     let Some(blocked) = blocked else {
         return Ok(());
     };
-    if let Some(ready) = &args.ready_file {
-        std::fs::write(ready, b"installed\n")
-            .with_context(|| format!("writing the ready file {}", ready.display()))?;
-    }
-    println!(
-        "installed; waiting for SIGTERM{}",
-        if args.uninstall_on_exit {
-            " to uninstall"
-        } else {
-            " (the installation stays when this exits)"
-        }
-    );
-    let signal = blocked.wait()?;
-    println!("received {signal}");
-    if let Some(ready) = &args.ready_file {
-        let _ = std::fs::remove_file(ready);
-    }
-    if args.uninstall_on_exit {
-        uninstall::uninstall(&host, &args.common)?;
-    }
-    Ok(())
+    signals::wait_ready(&blocked, args.common.ready_file.as_deref(), "installed")
 }
 
 /// A RuntimeClass handler must be a DNS label; that also keeps it a bare TOML key and a file name.
@@ -101,65 +135,262 @@ pub fn validate_handler(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn install(host: &Host, args: &InstallArgs, cri: Cri) -> Result<()> {
+fn install(
+    host: &Host,
+    args: &InstallArgs,
+    cri: Cri,
+    verifier: &Verifier,
+    labeler: &NodeLabeler,
+    lock_dirs: &[PathBuf],
+) -> Result<()> {
     let state_dir = &args.common.state_dir;
     let dry_run = args.common.dry_run;
-    crate::hostfs::check_host_path(state_dir).context("--state-dir")?;
-    let mut plan = plan(host, args, cri)?;
+    let major = match cri {
+        Cri::Containerd => Some(containerd_major(host, args, verifier)?),
+        Cri::Crio => None,
+    };
+    let mut plan = plan(host, args, cri, major)?;
 
     let mut record = match Record::load(host, state_dir)? {
-        Some(old) if !same_install(&old, cri, &args.handler_name, &plan) => {
+        Some(old) if old.cri != cri || old.handler != args.handler_name => {
             println!(
-                "the previous install ({}, handler {:?}, {} files) differs from this one; \
-                 reversing it first",
+                "the previous install ({}, handler {:?}) registered another handler; reversing \
+                 it first",
                 old.cri.name(),
                 old.handler,
-                old.files.len()
             );
             let cri_changed = uninstall::reverse(host, &old, state_dir, dry_run)?;
-            // The CRI config is merged again, now into what the reversal left.
-            plan = self::plan(host, args, cri)?;
+            // The CRI config is planned again, now from what the reversal left.
+            plan = self::plan(host, args, cri, major)?;
             let mut fresh = Record::new(cri, &args.handler_name);
             fresh.restart_pending = cri_changed || old.restart_pending;
+            fresh.node_label = old.node_label;
+            // Ours still, where the reversal could not remove them (the lock's state directory).
+            fresh.dirs_created = old
+                .dirs_created
+                .into_iter()
+                .filter(|d| host.exists(d))
+                .collect();
             fresh
         }
         Some(old) => old,
         None => Record::new(cri, &args.handler_name),
     };
     record.installer_version = env!("CARGO_PKG_VERSION").to_owned();
+    // The lock made the state directory: uninstall removes it like any other of ours.
+    for (i, dir) in lock_dirs.iter().enumerate() {
+        if !record.dirs_created.contains(dir) {
+            record
+                .dirs_created
+                .insert(i.min(record.dirs_created.len()), dir.clone());
+        }
+    }
+    // Files an earlier install wrote that this one does not want (another --runtime-path, no
+    // --runtime-config any more): reversed only once the new install is verified.
+    let stale: Vec<FileEntry> = record
+        .files
+        .iter()
+        .filter(|f| !plan.iter().any(|p| p.path == f.path))
+        .cloned()
+        .collect();
 
     let mut changed = 0;
+    let mut undo = Vec::new();
     for p in &plan {
-        if apply(host, &mut record, p, state_dir, dry_run)? {
+        if apply(host, &mut record, p, state_dir, dry_run, &mut undo)? {
             changed += 1;
         }
     }
     if dry_run {
+        for f in &stale {
+            println!(
+                "would reverse {} ({}): no longer wanted",
+                f.path.display(),
+                f.role.describe()
+            );
+        }
         if record.restart_pending {
             println!("would restart {}", cri.name());
         }
         return Ok(());
     }
     record.save(host, state_dir)?;
-    if changed == 0 && !record.restart_pending {
-        println!("nothing changed; {} not restarted", cri.name());
-        return Ok(());
-    }
     if record.restart_pending {
         let restart = restart_for(&args.common, cri);
-        if restart.run(cri.name())? {
-            record.restart_pending = false;
-            record.save(host, state_dir)?;
+        if !restart.enabled {
+            restart.run(cri.name())?;
+            println!(
+                "not verified and no node label set: {} was not restarted",
+                cri.name()
+            );
+            return Ok(());
+        }
+        let outcome = restart
+            .run(cri.name())
+            .and_then(|_| verify(verifier, &args.handler_name));
+        if let Err(err) = outcome {
+            return Err(roll_back(
+                host,
+                &mut record,
+                undo,
+                state_dir,
+                &restart,
+                verifier,
+                labeler,
+                cri,
+                err,
+            ));
+        }
+        record.restart_pending = false;
+        record.save(host, state_dir)?;
+    } else {
+        if changed == 0 {
+            println!("nothing changed; {} not restarted", cri.name());
+        } else {
+            println!(
+                "{} config unchanged; {} not restarted (it runs the new files from the next \
+                 container on)",
+                cri.name(),
+                cri.name()
+            );
+        }
+        if verifier.enabled() {
+            if let Err(err) = verifier.expect(&args.handler_name, true) {
+                let _ = labeler.remove(None);
+                return Err(err.context(format!(
+                    "{} does not serve the handler although its config has it",
+                    cri.name()
+                )));
+            }
+        }
+    }
+    if verifier.enabled() {
+        if labeler.set()? {
+            if let Some(node) = labeler.node() {
+                record.node_label = Some(NodeLabelRecord {
+                    node: node.to_owned(),
+                    key: labeler.key().to_owned(),
+                });
+            }
         }
     } else {
-        println!(
-            "{} config unchanged; {} not restarted (it runs the new files from the next \
-             container on)",
-            cri.name(),
-            cri.name()
-        );
+        println!("--no-verify: no node label set");
+    }
+    record.save(host, state_dir)?;
+    if !stale.is_empty() {
+        let mut old = record.clone();
+        old.files = stale.clone();
+        uninstall::reverse_files(host, &old, false)?;
+        record
+            .files
+            .retain(|f| !stale.iter().any(|s| s.path == f.path));
+        record.save(host, state_dir)?;
     }
     Ok(())
+}
+
+fn verify(verifier: &Verifier, handler: &str) -> Result<()> {
+    if !verifier.enabled() {
+        println!("--no-verify: the CRI is not asked whether it serves the handler");
+        return Ok(());
+    }
+    verifier.expect(handler, true).map(|_| ())
+}
+
+/// Puts the CRI config files back as they were before this run, restarts the CRI, and returns
+/// the error to fail with.
+#[allow(clippy::too_many_arguments)]
+fn roll_back(
+    host: &Host,
+    record: &mut Record,
+    undo: Vec<Undo>,
+    state_dir: &Path,
+    restart: &Restart,
+    verifier: &Verifier,
+    labeler: &NodeLabeler,
+    cri: Cri,
+    cause: anyhow::Error,
+) -> anyhow::Error {
+    eprintln!("error: {cause:#}");
+    eprintln!(
+        "rolling back: {} gets its previous config and is restarted",
+        cri.name()
+    );
+    let restored = restore_files(host, record, undo, state_dir);
+    let restarted = restored.and_then(|()| {
+        restart.run(cri.name())?;
+        verifier.expect_ready()
+    });
+    let _ = labeler.remove(None);
+    match restarted {
+        Ok(()) => {
+            record.restart_pending = false;
+            record.node_label = None;
+            let _ = record.save(host, state_dir);
+            cause.context(format!(
+                "{} did not come back serving the handler; its previous config is back and it \
+                 serves again without the handler: NOT INSTALLED",
+                cri.name()
+            ))
+        }
+        Err(again) => cause.context(format!(
+            "{} did not come back serving the handler, AND THE ROLLBACK FAILED ({again:#}): \
+             check {} on this node now",
+            cri.name(),
+            cri.name()
+        )),
+    }
+}
+
+/// Writes back the files of `undo` (newest change first) and their record entries.
+pub fn restore_files(
+    host: &Host,
+    record: &mut Record,
+    undo: Vec<Undo>,
+    state_dir: &Path,
+) -> Result<()> {
+    for u in undo.into_iter().rev() {
+        match (&u.bytes, u.mode) {
+            (Some(bytes), Some(mode)) => {
+                host.write_atomic(&u.path, bytes, mode)?;
+                println!("restored {}", u.path.display());
+            }
+            _ => {
+                host.remove_file(&u.path)?;
+                println!("removed {}", u.path.display());
+            }
+        }
+        match u.entry {
+            Some(entry) => record.upsert(entry),
+            None => record.files.retain(|f| f.path != u.path),
+        }
+    }
+    record.restart_pending = true;
+    record.save(host, state_dir)
+}
+
+/// containerd's line: as given, else as its CRI says, else from config.toml's version.
+fn containerd_major(host: &Host, args: &InstallArgs, verifier: &Verifier) -> Result<Major> {
+    if let Some(n) = args.containerd_major {
+        return Ok(if n >= 2 { Major::Two } else { Major::One });
+    }
+    if let Some((major, version)) = verifier.containerd_major() {
+        println!(
+            "containerd {version} answers on the CRI socket: the {} line",
+            major.name()
+        );
+        return Ok(major);
+    }
+    let version3 = read_text(host, &args.containerd_config)?
+        .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+        .is_some_and(|d| d.get("version").and_then(|v| v.as_integer()) == Some(3));
+    let major = if version3 { Major::Two } else { Major::One };
+    println!(
+        "containerd does not answer on the CRI socket; assuming the {} line from its config \
+         (--containerd-major overrides)",
+        major.name()
+    );
+    Ok(major)
 }
 
 pub fn restart_for(common: &crate::cli::Common, cri: Cri) -> Restart {
@@ -173,16 +404,8 @@ pub fn restart_for(common: &crate::cli::Common, cri: Cri) -> Restart {
     }
 }
 
-fn same_install(old: &Record, cri: Cri, handler: &str, plan: &[Planned]) -> bool {
-    let mut old_paths: Vec<&Path> = old.files.iter().map(|f| f.path.as_path()).collect();
-    let mut new_paths: Vec<&Path> = plan.iter().map(|p| p.path.as_path()).collect();
-    old_paths.sort();
-    new_paths.sort();
-    old.cri == cri && old.handler == handler && old_paths == new_paths
-}
-
 /// Everything is read and checked here; nothing is written.
-fn plan(host: &Host, args: &InstallArgs, cri: Cri) -> Result<Vec<Planned>> {
+fn plan(host: &Host, args: &InstallArgs, cri: Cri, major: Option<Major>) -> Result<Vec<Planned>> {
     let runtime_path = host_path_str(&args.runtime_path, "--runtime-path")?;
     let mut plan = Vec::new();
 
@@ -199,58 +422,70 @@ fn plan(host: &Host, args: &InstallArgs, cri: Cri) -> Result<Vec<Planned>> {
     if binary.is_empty() {
         bail!("the runtime binary {} is empty", source.display());
     }
-    plan.push(Planned {
-        path: args.runtime_path.clone(),
-        role: Role::RuntimeBinary,
-        bytes: binary,
-        new_mode: 0o755,
-        what: format!("from {}", source.display()),
-    });
+    plan.push(Planned::plain(
+        args.runtime_path.clone(),
+        Role::RuntimeBinary,
+        binary,
+        0o755,
+        format!("from {}", source.display()),
+    ));
 
     if let Some(source) = &args.runtime_config {
         host_path_str(&args.runtime_config_path, "--runtime-config-path")?;
         let text = std::fs::read_to_string(source)
             .with_context(|| format!("reading the runtime config {}", source.display()))?;
-        text.parse::<toml_edit::DocumentMut>().map_err(|e| {
-            anyhow::anyhow!(
-                "runtime config {}: not valid TOML: {}",
-                source.display(),
-                e.to_string().trim_end()
-            )
-        })?;
-        plan.push(Planned {
-            path: args.runtime_config_path.clone(),
-            role: Role::RuntimeConfig,
-            bytes: text.into_bytes(),
-            new_mode: 0o644,
-            what: format!("from {}", source.display()),
-        });
+        // The runtime's own parser, as the runtime will read the file on the node: a typo rolls
+        // out nowhere.
+        let (_, remarks) =
+            strict_supplementalgroups::config::parse(&text, Some(&args.runtime_config_path))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "runtime config {} is refused by the runtime's own parser (nothing was \
+                         changed on this node): {e:#}",
+                        source.display()
+                    )
+                })?;
+        for remark in &remarks.0 {
+            println!("note: runtime config {}: {remark}", source.display());
+        }
+        plan.push(Planned::plain(
+            args.runtime_config_path.clone(),
+            Role::RuntimeConfig,
+            text.into_bytes(),
+            0o644,
+            format!("from {}", source.display()),
+        ));
     }
 
     match cri {
         Cri::Containerd => {
-            let path = &args.containerd_config;
-            host_path_str(path, "--containerd-config")?;
-            let current = read_text(host, path)?;
-            let merged = containerd::merge(current.as_deref(), &args.handler_name, runtime_path)
-                .with_context(|| format!("containerd config {}", path.display()))?;
-            let systemd = match &merged.systemd_cgroup_from {
-                Some((runtime, on)) => {
-                    format!(", SystemdCgroup = {on} as for runtime {runtime:?}")
-                }
-                None => String::new(),
-            };
-            plan.push(Planned {
-                path: path.clone(),
-                role: Role::ContainerdConfig,
-                bytes: merged.text.into_bytes(),
-                new_mode: 0o644,
-                what: format!(
-                    "runtime handler {:?} (config version {}{systemd})",
-                    args.handler_name,
-                    merged.version.number()
-                ),
-            });
+            host_path_str(&args.containerd_config, "--containerd-config")?;
+            host_path_str(&args.containerd_dropin_dir, "--containerd-dropin-dir")?;
+            let files = containerd_layout::plan(&containerd_layout::Request {
+                host,
+                config: &args.containerd_config,
+                dropin_dir: &args.containerd_dropin_dir,
+                major: major.unwrap_or(Major::One),
+                handler: &args.handler_name,
+                binary: runtime_path,
+            })?;
+            // The drop-in first: config.toml imports it only once it exists.
+            for f in files.into_iter().rev() {
+                plan.push(Planned {
+                    path: f.path,
+                    role: if f.is_dropin {
+                        Role::ContainerdDropIn
+                    } else {
+                        Role::ContainerdConfig
+                    },
+                    bytes: f.bytes,
+                    new_mode: 0o644,
+                    what: f.what,
+                    added_default_runtime: f.added_default_runtime,
+                    import_added: f.import_added,
+                    imports_key_created: f.imports_key_created,
+                });
+            }
         }
         Cri::Crio => {
             let dir = &args.crio_config_dir;
@@ -288,13 +523,13 @@ fn plan(host: &Host, args: &InstallArgs, cri: Cri) -> Result<Vec<Planned>> {
                 runtime_root,
                 monitor_path: monitor.as_deref(),
             })?;
-            plan.push(Planned {
-                path: dropin_path,
-                role: Role::CrioDropIn,
-                bytes: text.into_bytes(),
-                new_mode: 0o644,
-                what: format!("runtime handler {:?} ({monitor_what})", args.handler_name),
-            });
+            plan.push(Planned::plain(
+                dropin_path,
+                Role::CrioDropIn,
+                text.into_bytes(),
+                0o644,
+                format!("runtime handler {:?} ({monitor_what})", args.handler_name),
+            ));
         }
     }
     Ok(plan)
@@ -332,17 +567,36 @@ fn apply(
     p: &Planned,
     state_dir: &Path,
     dry_run: bool,
+    undo: &mut Vec<Undo>,
 ) -> Result<bool> {
     let shown = p.path.display();
     let role = p.role.describe();
     let current = host.read(&p.path)?;
     let sha256 = sha256_hex(&p.bytes);
     let previous = record.entry(&p.path).cloned();
+    // What install added to a file stays recorded, also when a later run finds it in place.
+    let entry = |original: Original| FileEntry {
+        path: p.path.clone(),
+        role: p.role,
+        original,
+        sha256: sha256.clone(),
+        added_default_runtime: p.added_default_runtime.clone().or_else(|| {
+            previous
+                .as_ref()
+                .and_then(|e| e.added_default_runtime.clone())
+        }),
+        import_added: p
+            .import_added
+            .clone()
+            .or_else(|| previous.as_ref().and_then(|e| e.import_added.clone())),
+        imports_key_created: p.imports_key_created
+            || previous.as_ref().is_some_and(|e| e.imports_key_created),
+    };
     if current.as_deref() == Some(p.bytes.as_slice()) {
-        let original = match previous {
-            Some(entry) => {
+        let original = match &previous {
+            Some(e) => {
                 println!("unchanged {shown} ({role})");
-                entry.original
+                e.original.clone()
             }
             None => {
                 println!("unchanged {shown} ({role}: already as wanted; uninstall leaves it)");
@@ -350,12 +604,7 @@ fn apply(
             }
         };
         if !dry_run {
-            record.upsert(FileEntry {
-                path: p.path.clone(),
-                role: p.role,
-                original,
-                sha256,
-            });
+            record.upsert(entry(original));
         }
         return Ok(false);
     }
@@ -373,7 +622,7 @@ fn apply(
         return Ok(true);
     }
 
-    let original = match previous.map(|e| e.original) {
+    let original = match previous.as_ref().map(|e| e.original.clone()) {
         Some(Original::BackedUp(backup)) => Original::BackedUp(backup),
         Some(Original::Absent) => Original::Absent,
         Some(Original::Untouched) | None => match &current {
@@ -392,7 +641,8 @@ fn apply(
             }
         },
     };
-    let mode = match host.mode_of(&p.path)? {
+    let existing_mode = host.mode_of(&p.path)?;
+    let mode = match existing_mode {
         Some(mode) => mode,
         None => owned_by_us(FileMode {
             mode: p.new_mode,
@@ -400,15 +650,16 @@ fn apply(
             gid: 0,
         }),
     };
-    record.upsert(FileEntry {
-        path: p.path.clone(),
-        role: p.role,
-        original,
-        sha256,
-    });
     if is_cri_config(p.role) {
+        undo.push(Undo {
+            path: p.path.clone(),
+            bytes: current.clone(),
+            mode: existing_mode,
+            entry: previous.clone(),
+        });
         record.restart_pending = true;
     }
+    record.upsert(entry(original));
     if let Some(dir) = p.path.parent() {
         let created = host.create_dir_all(dir)?;
         for d in &created {
@@ -424,7 +675,10 @@ fn apply(
 }
 
 pub fn is_cri_config(role: Role) -> bool {
-    matches!(role, Role::ContainerdConfig | Role::CrioDropIn)
+    matches!(
+        role,
+        Role::ContainerdConfig | Role::ContainerdDropIn | Role::CrioDropIn
+    )
 }
 
 /// containerd's config is backed up beside itself, where admins look; the rest in the state

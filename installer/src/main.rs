@@ -2,20 +2,25 @@
 //! node's CRI (containerd or CRI-O), and takes it all away again.
 //!
 //! A second binary so the runtime, which starts for every container, carries neither
-//! `toml_edit` nor signal handling. Everything it changes is listed on stdout and recorded on the
-//! host, so `uninstall` reverses exactly what `install` did.
+//! `toml_edit`, a gRPC client nor signal handling. Everything it changes is listed on stdout and
+//! recorded on the host, so `uninstall` takes out exactly what `install` added.
 
 mod cli;
 mod containerd;
+mod containerd_layout;
+mod cri;
 mod crio;
 mod detect;
 mod hostfs;
 mod install;
+mod lock;
+mod node_label;
 mod patches;
 mod record;
 mod restart;
 mod signals;
 mod uninstall;
+mod verify;
 
 use std::process::ExitCode;
 

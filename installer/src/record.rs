@@ -11,7 +11,10 @@ use crate::detect::Cri;
 use crate::hostfs::{FileMode, Host};
 
 pub const RECORD_FILE: &str = "install-record.json";
-const FORMAT: u32 = 1;
+/// Format 2 added the containerd drop-in, the parts of a file install added, and the node
+/// label; format 1 records read as having none of them.
+const FORMAT: u32 = 2;
+const OLDEST_FORMAT: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -19,6 +22,8 @@ pub enum Role {
     RuntimeBinary,
     RuntimeConfig,
     ContainerdConfig,
+    /// Our own file, imported by containerd's config.toml (containerd 2.x).
+    ContainerdDropIn,
     CrioDropIn,
 }
 
@@ -28,6 +33,7 @@ impl Role {
             Role::RuntimeBinary => "runtime binary",
             Role::RuntimeConfig => "runtime config",
             Role::ContainerdConfig => "containerd config",
+            Role::ContainerdDropIn => "containerd drop-in",
             Role::CrioDropIn => "CRI-O drop-in",
         }
     }
@@ -53,6 +59,15 @@ pub struct FileEntry {
     pub original: Original,
     /// sha256 of the bytes install last wrote (or found, for `Untouched`).
     pub sha256: String,
+    /// The default runtime's table install wrote out (containerd 1.x relied on the built-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_default_runtime: Option<String>,
+    /// The `imports` entry install added (containerd 2.x drop-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_added: Option<String>,
+    /// Whether install created the `imports` key itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imports_key_created: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,6 +84,16 @@ pub struct Record {
     /// Files changed but the CRI not restarted since (a failed or skipped restart): the next
     /// install restarts even if it changes nothing.
     pub restart_pending: bool,
+    /// The node label set after a verified install, so uninstall takes it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_label: Option<NodeLabelRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeLabelRecord {
+    pub node: String,
+    pub key: String,
 }
 
 impl Record {
@@ -81,6 +106,7 @@ impl Record {
             files: Vec::new(),
             dirs_created: Vec::new(),
             restart_pending: false,
+            node_label: None,
         }
     }
 
@@ -95,13 +121,16 @@ impl Record {
         };
         let record: Record = serde_json::from_slice(&bytes)
             .with_context(|| format!("install record {} is unreadable", path.display()))?;
-        if record.format != FORMAT {
+        if !(OLDEST_FORMAT..=FORMAT).contains(&record.format) {
             bail!(
-                "install record {} has format {} (this installer knows {FORMAT})",
+                "install record {} has format {} (this installer knows {OLDEST_FORMAT} to \
+                 {FORMAT})",
                 path.display(),
                 record.format
             );
         }
+        let mut record = record;
+        record.format = FORMAT;
         Ok(Some(record))
     }
 

@@ -219,7 +219,7 @@ fn containerd_round_trip(fixture_name: &str, golden: &str) {
     let out = node.uninstall(&["--no-restart"]);
     assert!(
         out.contains(&format!(
-            "restore {CONTAINERD_CONFIG} (containerd config) from"
+            "out of {CONTAINERD_CONFIG} (containerd config): it is byte for byte as before install"
         )),
         "{out}"
     );
@@ -263,16 +263,37 @@ fn containerd_hand_commented_config() {
 #[test]
 fn containerd_version_3_config() {
     containerd_round_trip("containerd-v3.toml", "containerd-v3.installed.toml");
-    let golden = std::fs::read_to_string(fixture("golden/containerd-v3.installed.toml")).unwrap();
-    let doc: toml_edit::DocumentMut = golden.parse().unwrap();
+    // containerd 2.x: the handler lives in a drop-in of ours that config.toml imports.
+    let node = Node::new();
+    node.put(
+        CONTAINERD_CONFIG,
+        &std::fs::read(fixture("containerd-v3.toml")).unwrap(),
+    );
+    let out = node.install(&["--cri", "containerd"]);
+    assert!(out.contains("assuming the 2.x line"), "{out}");
+    let dropin = "/etc/containerd/conf.d/99-strict-supplementalgroups.toml";
+    let text = String::from_utf8(node.read(dropin).unwrap()).unwrap();
+    assert_golden("containerd-v3.dropin.toml", text.as_bytes());
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
     let ours = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["strict-supplementalgroups"];
     assert_eq!(ours["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
     assert_eq!(ours["options"]["SystemdCgroup"].as_bool(), Some(true));
+    let main = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
+    let main: toml_edit::DocumentMut = main.parse().unwrap();
+    assert_eq!(
+        main["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect::<Vec<_>>(),
+        [dropin]
+    );
     assert!(
-        doc["plugins"]["io.containerd.grpc.v1.cri"]
-            .get("containerd")
+        main["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]
+            .get("strict-supplementalgroups")
             .is_none(),
-        "a version 3 config has no runtimes under the old plugin"
+        "config.toml itself is not given the table"
     );
 }
 
@@ -386,7 +407,7 @@ fn malformed_toml_is_refused_and_nothing_is_written() {
             "/etc/unused",
             b"",
             &["--cri", "containerd", "--runtime-config", "MALFORMED"],
-            "not valid TOML",
+            "refused by the runtime's own parser",
         ),
     ];
     for (path, content, args, message) in cases {
@@ -437,6 +458,7 @@ fn restart_runs_only_when_the_cri_config_changes() {
             "install",
             "--cri",
             "containerd",
+            "--no-verify",
             "--runtime-binary",
             runtime.to_str().unwrap(),
             "--restart-command",
@@ -468,6 +490,7 @@ fn restart_runs_only_when_the_cri_config_changes() {
 
     let out = ok(node.installer(&[
         "uninstall",
+        "--no-verify",
         "--restart-command",
         &restart,
         "--cri-unit",
@@ -481,13 +504,16 @@ fn restart_runs_only_when_the_cri_config_changes() {
 }
 
 #[test]
-fn a_failed_restart_is_an_error_and_is_retried_by_the_next_install() {
+fn a_failed_restart_rolls_the_cri_config_back() {
     let node = Node::new();
+    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
+    node.put(CONTAINERD_CONFIG, &original);
     let runtime = node.dir.path().join("runtime");
     let base = [
         "install",
         "--cri",
         "containerd",
+        "--no-verify",
         "--runtime-binary",
         runtime.to_str().unwrap(),
         "--restart-command",
@@ -496,13 +522,19 @@ fn a_failed_restart_is_an_error_and_is_retried_by_the_next_install() {
     args.push("/bin/false {unit}");
     let stderr = failed(node.installer(&args));
     assert!(stderr.contains("restarting containerd failed"), "{stderr}");
+    assert!(stderr.contains("ROLLBACK FAILED"), "{stderr}");
+    // Never half-installed: containerd's config is what it was.
+    assert_eq!(node.read(CONTAINERD_CONFIG), Some(original.clone()));
     let record = String::from_utf8(node.read(RECORD).unwrap()).unwrap();
     assert!(record.contains("\"restart-pending\": true"), "{record}");
 
     let mut args = base.to_vec();
     args.push("/bin/true {unit}");
     let out = ok(node.installer(&args));
-    assert!(out.contains("unchanged"), "{out}");
+    assert!(
+        out.contains(&format!("updated {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
     assert!(out.contains("restarted containerd"), "{out}");
     let record = String::from_utf8(node.read(RECORD).unwrap()).unwrap();
     assert!(record.contains("\"restart-pending\": false"), "{record}");
@@ -520,7 +552,7 @@ fn uninstall_keeps_edits_made_after_install() {
 
     let out = node.uninstall(&["--no-restart"]);
     assert!(
-        out.contains("the file changed since install, so only that table is taken out"),
+        out.contains("it changed since install, and only what install added is taken out"),
         "{out}"
     );
     let after = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
@@ -668,24 +700,58 @@ fn installs_the_runtime_built_beside_it_by_default() {
     assert_eq!(node.read(BINARY).unwrap(), std::fs::read(&runtime).unwrap());
 }
 
+/// The DaemonSet's own arguments (deploy/base/daemonset.yaml), with the in-pod paths pointed
+/// at the test's files.
+fn daemonset_args(node: &Node, ready: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/daemonset.yaml"),
+    )
+    .unwrap();
+    let ds: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let config = node.dir.path().join("runtime-config.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/config.toml"),
+        &config,
+    )
+    .unwrap();
+    let mut args = Vec::new();
+    for arg in ds["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+    {
+        let arg = arg.as_str().unwrap();
+        let (flag, _) = arg.split_once('=').unwrap_or((arg, ""));
+        args.push(match flag {
+            "--cri" => "--cri=containerd".to_owned(),
+            "--host-root" => format!("--host-root={}", node.host().display()),
+            "--runtime-config" => format!("--runtime-config={}", config.display()),
+            "--ready-file" => format!("--ready-file={}", ready.display()),
+            _ => arg.to_owned(),
+        });
+    }
+    let runtime = node.dir.path().join("runtime");
+    args.extend([
+        "--no-restart".to_owned(),
+        format!("--runtime-binary={}", runtime.display()),
+    ]);
+    args
+}
+
+/// An upgrade, a ConfigMap change, `kubectl delete pod` and a drain all end the installer pod
+/// with SIGTERM: none of them may uninstall (each would cost two CRI restarts, and in between
+/// the shims of running pods would call a runtime binary that is gone).
+/// Failed before the fix: the DaemonSet ran with --uninstall-on-exit.
 #[test]
-fn daemonset_mode_waits_and_uninstalls_on_sigterm() {
+fn a_sigterm_to_the_daemonset_pod_changes_nothing() {
     let node = Node::new();
     let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
     node.put(CONTAINERD_CONFIG, &original);
-    let before = node.snapshot();
     let ready = node.dir.path().join("ready");
     let stdout_path = node.dir.path().join("stdout");
-    let runtime = node.dir.path().join("runtime");
+    let args = daemonset_args(&node, &ready);
     let mut child = Command::new(INSTALLER)
-        .args(["install", "--cri", "containerd", "--no-restart", "--wait"])
-        .arg("--uninstall-on-exit")
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--runtime-binary")
-        .arg(&runtime)
-        .arg("--host-root")
-        .arg(node.host())
+        .args(&args)
+        .env_remove("NODE_NAME")
         .stdout(std::fs::File::create(&stdout_path).unwrap())
         .spawn()
         .unwrap();
@@ -699,6 +765,7 @@ fn daemonset_mode_waits_and_uninstalls_on_sigterm() {
         assert!(Instant::now() < deadline, "never became ready");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let installed = node.snapshot();
     assert!(node.read(BINARY).is_some());
     assert_ne!(node.read(CONTAINERD_CONFIG).unwrap(), original);
 
@@ -710,11 +777,168 @@ fn daemonset_mode_waits_and_uninstalls_on_sigterm() {
     let status = child.wait().unwrap();
     let stdout = std::fs::read_to_string(&stdout_path).unwrap();
     assert!(status.success(), "{status}: {stdout}");
-    assert!(
-        stdout.contains("waiting for SIGTERM to uninstall"),
-        "{stdout}"
-    );
     assert!(stdout.contains("received SIGTERM"), "{stdout}");
     assert!(!ready.exists());
-    assert_eq!(node.snapshot(), before);
+    assert_eq!(
+        node.snapshot(),
+        installed,
+        "the node stays installed: {stdout}"
+    );
+
+    // The replacement pod (same inputs) finds everything in place and changes nothing.
+    let ready2 = node.dir.path().join("ready2");
+    let mut args = daemonset_args(&node, &ready2);
+    args.retain(|a| a != "--wait" && !a.starts_with("--ready-file"));
+    let out = ok(Command::new(INSTALLER)
+        .args(&args)
+        .env_remove("NODE_NAME")
+        .output()
+        .unwrap());
+    assert!(
+        !out.contains("updated") && !out.contains("created"),
+        "{out}"
+    );
+    assert_eq!(node.snapshot(), installed);
+}
+
+/// maxSurge, or a pod replaced while the old one still runs: two installers on one node. The
+/// second waits for the first's lock instead of editing and restarting in between.
+/// Failed before the fix: the second ran straight through during the first's restart.
+#[test]
+fn two_installers_on_one_node_take_turns() {
+    let node = Node::new();
+    node.put(
+        CONTAINERD_CONFIG,
+        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
+    );
+    let marks = node.dir.path().join("marks");
+    let restart = format!(
+        "/bin/sh -c 'echo started >> {m}; sleep 2; echo ended >> {m}' restart {{unit}}",
+        m = marks.display()
+    );
+    let runtime = node.dir.path().join("runtime");
+    let first = Command::new(INSTALLER)
+        .args(["install", "--cri", "containerd", "--no-verify"])
+        .arg("--runtime-binary")
+        .arg(&runtime)
+        .arg("--restart-command")
+        .arg(&restart)
+        .arg("--host-root")
+        .arg(node.host())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&marks)
+        .unwrap_or_default()
+        .contains("started")
+    {
+        assert!(Instant::now() < deadline, "the first never restarted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = node.install(&["--cri", "containerd", "--no-verify"]);
+    let marks_now = std::fs::read_to_string(&marks).unwrap();
+    assert!(
+        marks_now.contains("ended"),
+        "the second installer ran during the first one's restart:\n{second}"
+    );
+    assert!(
+        second.contains("another installer is working on this node"),
+        "{second}"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success());
+}
+
+/// Reproduced: the NVIDIA toolkit adds `runtimes.nvidia` after our install, the installer pod
+/// restarts (re-recording the file), and uninstall restored the stale backup: nvidia was lost.
+/// Uninstall takes out only what install added.
+#[test]
+fn uninstall_keeps_a_runtime_added_after_install() {
+    let node = Node::new();
+    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
+    node.put(CONTAINERD_CONFIG, &original);
+    node.install(&["--cri", "containerd"]);
+    let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
+    edited.extend_from_slice(
+        b"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+    );
+    node.put(CONTAINERD_CONFIG, &edited);
+    // The installer pod restarts: everything is in place.
+    let out = node.install(&["--cri", "containerd"]);
+    assert!(
+        out.contains(&format!("unchanged {CONTAINERD_CONFIG}")),
+        "{out}"
+    );
+
+    node.uninstall(&["--no-restart"]);
+    let after = String::from_utf8(node.read(CONTAINERD_CONFIG).unwrap()).unwrap();
+    assert!(after.contains("runtimes.nvidia]"), "{after}");
+    assert!(!after.contains("strict-supplementalgroups"), "{after}");
+    let mut expected = original.clone();
+    expected.extend_from_slice(
+        b"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+    );
+    assert_eq!(after.as_bytes(), expected.as_slice());
+}
+
+/// A ConfigMap with a typo never reaches the node (the runtime's own parser refuses it: before
+/// the fix it was installed and every new pod failed), and a good change is written without
+/// touching the binary or restarting the CRI.
+#[test]
+fn runtime_config_is_validated_and_a_change_restarts_nothing() {
+    let node = Node::new();
+    node.put(CONTAINERD_CONFIG, b"version = 2\n");
+    let log = node.dir.path().join("restarts.log");
+    let restart = format!("/bin/sh -c 'echo restart >> {}'", log.display());
+    let config = node.dir.path().join("config.toml");
+    let runtime = node.dir.path().join("runtime");
+    let install = |config_text: &str| {
+        std::fs::write(&config, config_text).unwrap();
+        node.installer(&[
+            "install",
+            "--cri",
+            "containerd",
+            "--no-verify",
+            "--runtime-binary",
+            runtime.to_str().unwrap(),
+            "--runtime-config",
+            config.to_str().unwrap(),
+            "--restart-command",
+            &restart,
+        ])
+    };
+    ok(install("pod-groups-source = \"kubelet\"\n"));
+    let restarts = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(restarts(), 1);
+    let binary = node.on_host(BINARY);
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&binary).unwrap());
+    let first_inode = inode();
+    let before = node.snapshot();
+
+    let stderr = failed(install(
+        "pod-groups-source = \"kubelet\"\nkubelet-urll = \"https://x\"\n",
+    ));
+    assert!(
+        stderr.contains("refused by the runtime's own parser"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("kubelet-urll"), "{stderr}");
+    assert_eq!(node.snapshot(), before, "nothing changed on the node");
+
+    let out = ok(install(
+        "pod-groups-source = \"kubelet\"\nunmanaged = \"deny\"\n",
+    ));
+    assert!(
+        out.contains("updated /etc/strict-supplementalgroups-container-runtime/config.toml"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("unchanged {BINARY}")), "{out}");
+    assert_eq!(restarts(), 1, "no CRI restart for a runtime config change");
+    assert_eq!(inode(), first_inode, "the binary is not rewritten");
 }

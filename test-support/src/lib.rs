@@ -2,6 +2,7 @@
 //!
 //! Nothing here is used by the runtime binary itself.
 
+pub mod apiserver_nodes;
 pub mod binaries;
 pub mod certs;
 pub mod containerd;
@@ -9,5 +10,6 @@ pub mod fixtures;
 pub mod kubelet;
 pub mod oci_image;
 pub mod process;
+pub mod restart_hook;
 pub mod rootfs;
 pub mod runtime;
