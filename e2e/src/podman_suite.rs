@@ -20,6 +20,7 @@ use crate::groups::{self, show};
 use crate::images::BYPASS_REF;
 use crate::pods::{PodSource, toml_str};
 use crate::report::Report;
+use crate::runtime_config::RuntimeConfig;
 use crate::{Harness, audit, proc};
 
 const SUITE: &str = "podman+conmon";
@@ -235,25 +236,10 @@ pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Re
     let dir = h.work.join("podman");
     std::fs::create_dir_all(&dir)?;
     let audit_log = dir.join("runtime.log");
-    let runtime_config = dir.join("runtime-config.toml");
-    std::fs::write(
-        &runtime_config,
-        format!(
-            "{}\n[logging]\nlog-file = {}\nlog-level = \"info\"\nlog-format = \"json\"\n",
-            source.config_keys(),
-            toml_str(&audit_log.display().to_string())
-        ),
-    )?;
-    let podman = Podman::setup(h, &dir, &runtime_config)?;
-    let pod = PodDecl {
-        namespace: NAMESPACE.into(),
-        name: "podman-pod".into(),
-        uid: format!("podman-pod-{}", h.run_id),
-        run_as_user: 1000,
-        run_as_group: 1000,
-        supplemental_groups: vec![60000],
-        fs_group: None,
-    };
+    let runtime_config = RuntimeConfig::write(&dir, source, &audit_log)?;
+    let podman = Podman::setup(h, &dir, runtime_config.path())?;
+    let mut pod = PodDecl::new(NAMESPACE, "podman-pod", &format!("podman-pod-{}", h.run_id));
+    pod.supplemental_groups = vec![60000];
     let unknown = PodDecl {
         name: "podman-unknown".into(),
         uid: format!("podman-unknown-{}", h.run_id),
