@@ -210,7 +210,12 @@ network_config_dir = {networks}
                 };
                 let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                if cmdline.starts_with("/usr/bin/conmon") && cmdline.contains(&dir) {
+                // conmon writes the exit file and leaves on its own shortly after `rm`
+                // returns; only one that outlives a grace period is a leftover.
+                if cmdline.starts_with("/usr/bin/conmon")
+                    && cmdline.contains(&dir)
+                    && test_support::process::wait_gone(pid, Duration::from_secs(5)).is_err()
+                {
                     problems.push(format!("conmon {pid} was still running"));
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
