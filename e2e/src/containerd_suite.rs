@@ -237,11 +237,8 @@ async fn scenario_instance(
         ])?;
         let mut cri = Cri::connect(containerd.socket(), Duration::from_secs(20)).await?;
         let cri_version = cri.version().await?;
-        for (image, _) in &h.images.cri {
-            if !cri.image_present(image).await? {
-                bail!("the CRI does not see the imported image {image}");
-            }
-        }
+        let refs: Vec<&str> = h.images.cri.iter().map(|(r, _)| *r).collect();
+        cri.wait_for_images(&refs, Duration::from_secs(20)).await?;
         report.add(
             suite,
             "setup: private containerd, images, handler",

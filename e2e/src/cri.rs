@@ -260,6 +260,22 @@ impl Cri {
         ))
     }
 
+    /// Waits until the image service knows every one of `images`. containerd's CRI learns of an
+    /// image imported with `ctr` from an event, a moment after the import returns (containerd
+    /// 2.x under load: seen missing right after).
+    pub async fn wait_for_images(&mut self, images: &[&str], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for image in images {
+            while !self.image_present(image).await? {
+                if Instant::now() > deadline {
+                    bail!("the CRI does not see the imported image {image} after {timeout:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the image service knows `image` (an imported image must be visible to the CRI).
     pub async fn image_present(&mut self, image: &str) -> Result<bool> {
         let resp = self

@@ -190,11 +190,8 @@ async fn measure(run: &LineRun<'_>, table: &mut Table) -> Result<String> {
             ])?;
         }
         let mut cri = Cri::connect(containerd.socket(), Duration::from_secs(20)).await?;
-        for image in [PAUSE_REF, BYPASS_REF] {
-            if !cri.image_present(image).await? {
-                bail!("the CRI does not see the imported image {image}");
-            }
-        }
+        cri.wait_for_images(&[PAUSE_REF, BYPASS_REF], Duration::from_secs(20))
+            .await?;
         let mut handlers = vec![
             Handler::new(
                 "this runtime (enforced pod)".into(),
@@ -256,7 +253,7 @@ async fn measure(run: &LineRun<'_>, table: &mut Table) -> Result<String> {
                 let _ = cri.remove_pod_sandbox(&s.id).await;
             }
         }
-        Ok(handlers)
+        Ok::<_, anyhow::Error>(handlers)
     }
     .await;
     let stopped = containerd.stop();
