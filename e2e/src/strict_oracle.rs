@@ -509,3 +509,134 @@ enum Verdict {
     NoOracle,
     Fail(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn ran(gid: u32, groups: &[u32], probe: Option<&str>) -> Outcome {
+        let id = Identity {
+            gid: [gid; 4],
+            groups: groups.iter().copied().collect::<BTreeSet<u32>>(),
+        };
+        Outcome::Ran(Observed {
+            init: id.clone(),
+            exec: id,
+            probe_init: probe.map(str::to_owned),
+            probe_exec: probe.map(str::to_owned),
+        })
+    }
+
+    fn oracle_with(strict: &[(&'static str, Outcome)]) -> (Oracle, Vec<Case>) {
+        let cases = cases("t", "2.x");
+        let mut oracle = Oracle::default();
+        oracle.set_cases(&cases);
+        for (key, outcome) in strict {
+            oracle.record_strict("containerd 2.1.9 + runc", key, outcome.clone());
+        }
+        (oracle, cases)
+    }
+
+    fn case<'a>(cases: &'a [Case], key: &str) -> &'a Case {
+        cases.iter().find(|c| c.key == key).unwrap()
+    }
+
+    #[test]
+    fn same_as_strict_passes_and_any_other_difference_fails() {
+        let (oracle, cases) = oracle_with(&[("bypass", ran(1000, &[1000, 60000], None))]);
+        let bypass = case(&cases, "bypass");
+        assert!(matches!(
+            oracle.verdict(bypass, &ran(1000, &[1000, 60000], None)),
+            Verdict::Same
+        ));
+        for other in [
+            ran(1000, &[1000, 50000, 60000], None),
+            ran(50000, &[1000, 60000], None),
+            Outcome::Refused("create failed: nope".into()),
+            Outcome::Broken("ExecSync failed".into()),
+        ] {
+            assert!(
+                matches!(oracle.verdict(bypass, &other), Verdict::Fail(_)),
+                "{other:?}"
+            );
+        }
+        // A variant is judged against its baseline's Strict run.
+        let granted = case(&cases, "bypass/granted");
+        assert!(matches!(
+            oracle.verdict(granted, &ran(1000, &[1000, 60000], None)),
+            Verdict::Same
+        ));
+    }
+
+    #[test]
+    fn an_explained_difference_must_show_exactly_as_explained() {
+        let probe_strict = "rgid=1000 egid=50000 read=ok";
+        let (oracle, cases) = oracle_with(&[
+            ("passwd-gid", ran(50000, &[50000, 60000], None)),
+            ("setgid", ran(1000, &[1000, 60000], Some(probe_strict))),
+        ]);
+        let granted = case(&cases, "passwd-gid/granted");
+        let refused = Outcome::Refused(
+            "StartContainer: … create failed: primary gid 50000 … set runAsGroup".into(),
+        );
+        assert!(matches!(
+            oracle.verdict(granted, &refused),
+            Verdict::Explained(_)
+        ));
+        // Refused for another reason, or not refused at all: the README would be wrong.
+        let unrelated = Outcome::Refused("create failed: unknown key primary-gid".into());
+        assert!(matches!(
+            oracle.verdict(granted, &unrelated),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            oracle.verdict(granted, &ran(50000, &[50000, 60000], None)),
+            Verdict::Fail(_)
+        ));
+
+        let set = case(&cases, "setgid/nnp-set");
+        let closed = "rgid=1000 egid=1000 read=denied";
+        assert!(matches!(
+            oracle.verdict(set, &ran(1000, &[1000, 60000], Some(closed))),
+            Verdict::Explained(_)
+        ));
+        // The probe closed but the groups changed too: not what the README says.
+        assert!(matches!(
+            oracle.verdict(set, &ran(1000, &[1000], Some(closed))),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            oracle.verdict(set, &ran(1000, &[1000, 60000], Some(probe_strict))),
+            Verdict::Fail(_)
+        ));
+    }
+
+    #[test]
+    fn without_a_strict_run_there_is_no_verdict() {
+        let (oracle, cases) = oracle_with(&[]);
+        assert!(matches!(
+            oracle.verdict(case(&cases, "bypass"), &ran(1000, &[1000], None)),
+            Verdict::NoOracle
+        ));
+    }
+
+    #[test]
+    fn case_keys_are_unique_and_baselines_exist() {
+        let cases = cases("t", "1.6");
+        let keys: BTreeSet<&str> = cases.iter().map(|c| c.key).collect();
+        assert_eq!(keys.len(), cases.len());
+        for c in &cases {
+            let base = case(&cases, c.baseline);
+            assert!(
+                base.runs_under_strict(),
+                "{} has baseline {}",
+                c.key,
+                c.baseline
+            );
+        }
+        let names: BTreeSet<&str> = cases.iter().map(|c| c.pod.name.as_str()).collect();
+        assert_eq!(names.len(), cases.len(), "pod names collide");
+    }
+}
