@@ -45,12 +45,21 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# End to end (root): a private containerd driven over CRI like a kubelet, and podman + conmon
-# the way CRI-O drives a runtime, against a stand-in kubelet (see e2e/README.md)
-e2e:
+# Private containerd 1.6, 1.7 and 2.x driven over CRI like a kubelet (Kubernetes' Strict policy on
+# 2.x as the oracle, and the latency a kubelet sees), and podman + conmon the way CRI-O drives a
+# runtime, against a stand-in kubelet (see e2e/README.md). Options go to the harness, e.g.
+# `just e2e --lines 2.x --latency-rounds 0`.
+# End to end (root): containerd 1.6/1.7/2.x over CRI, Strict as the oracle, podman + conmon
+e2e *args:
     cargo build --bin {{runtime}}
-    cargo build -p strict-supplementalgroups-e2e
-    target/debug/strict-supplementalgroups-e2e --runtime target/debug/{{runtime}}
+    cargo build -p strict-supplementalgroups-installer -p strict-supplementalgroups-e2e
+    target/debug/strict-supplementalgroups-e2e --runtime target/debug/{{runtime}} {{args}}
+
+# The numbers README quotes; latency is not pass/fail.
+# The containerd e2e suite against the release build, with more latency rounds (root)
+e2e-release rounds="36": build
+    cargo build -p strict-supplementalgroups-installer -p strict-supplementalgroups-e2e
+    target/debug/strict-supplementalgroups-e2e --runtime {{release}}/{{runtime}} --suite containerd --latency-rounds {{rounds}}
 
 # Benchmarks (root): the release build vs runc (and youki 0.7 when installed), interleaved;
 # writes target/bench/results.json and prints a markdown table (bench/README.md). Not pass/fail.

@@ -1,83 +1,41 @@
-//! The runtime under a real containerd 1.6 CRI, driven over gRPC the way a kubelet drives it.
+//! The runtime under a real containerd CRI — one line at a time (1.6, 1.7, 2.x) — driven over
+//! gRPC the way a kubelet drives it: the seed's scenarios, the Strict comparison cases, and
+//! the latency a kubelet sees.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use test_support::containerd::{CRI_PLUGIN, Containerd, ContainerdOptions, merge_config};
+use anyhow::{Result, bail};
+use test_support::containerd::{Containerd, ContainerdLine, ContainerdOptions};
 
-use crate::cri::{self, Cri, PodDecl, Sandbox};
-use crate::groups::{self, show};
-use crate::images::{BYPASS_REF, PAUSE_REF};
-use crate::pods::{PodSource, toml_str};
+use crate::containerd_config::{self, HANDLER, LineConfig, RUNC, RUNC_HANDLER};
+use crate::cri::{self, Cri, PodDecl, ReportedUser, Sandbox};
+use crate::groups::{self, Identity, show};
+use crate::images::{BYPASS_REF, SETGID_PROBE};
+use crate::pods::PodSource;
 use crate::report::Report;
-use crate::{Harness, audit};
+use crate::runtime_config::RuntimeConfig;
+use crate::strict_oracle::{self, Case, Observed, Oracle, Outcome};
+use crate::{Harness, audit, latency};
 
-const SUITE: &str = "containerd";
-/// The runtime handler name of patches/containerd-config-v2.toml.
-pub const HANDLER: &str = "strict-supplementalgroups";
-const PATCH_RUNTIME_TABLE: &str = "strict-supplementalgroups";
 const NAMESPACE: &str = "e2e-tenant";
 /// containerd namespace of the plain `ctr run` container (not the CRI's k8s.io).
 const CTR_NAMESPACE: &str = "strict-sg-e2e";
 /// What our runtime says, first words of the message, when a pod's groups are unknown.
 pub const FAIL_CLOSED_TEXT: &str = "cannot determine the supplementary groups of pod";
 
-/// The containerd config before the runtime handler is merged in.
-fn base_config(cni_dir: &Path) -> String {
-    format!(
-        r#"version = 2
-
-[plugins."{CRI_PLUGIN}"]
-  sandbox_image = {pause}
-  # root lacks CAP_SYS_RESOURCE on these machines: a negative oom_score_adj fails with EPERM
-  restrict_oom_score_adj = true
-  enable_selinux = false
-
-  [plugins."{CRI_PLUGIN}".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-
-    [plugins."{CRI_PLUGIN}".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-
-  # no CNI here: pods use the host network; empty private dirs keep the host's CNI out
-  [plugins."{CRI_PLUGIN}".cni]
-    bin_dir = {cni_bin}
-    conf_dir = {cni_conf}
-"#,
-        pause = toml_str(PAUSE_REF),
-        cni_bin = toml_str(&cni_dir.join("bin").display().to_string()),
-        cni_conf = toml_str(&cni_dir.join("net.d").display().to_string()),
-    )
+/// The report's suite name of a line.
+pub fn suite_name(line: ContainerdLine) -> &'static str {
+    match line {
+        ContainerdLine::V1_6 => "containerd 1.6",
+        ContainerdLine::V1_7 => "containerd 1.7",
+        ContainerdLine::V2 => "containerd 2.x",
+    }
 }
 
-/// The repository's handler snippet with `BinaryName` pointed at `binary`.
-fn handler_snippet(patch: &Path, binary: &Path) -> Result<String> {
-    let text =
-        std::fs::read_to_string(patch).with_context(|| format!("reading {}", patch.display()))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", patch.display()))?;
-    let options = doc
-        .get_mut("plugins")
-        .and_then(|t| t.get_mut(CRI_PLUGIN))
-        .and_then(|t| t.get_mut("containerd"))
-        .and_then(|t| t.get_mut("runtimes"))
-        .and_then(|t| t.get_mut(PATCH_RUNTIME_TABLE))
-        .and_then(|t| t.get_mut("options"))
-        .and_then(toml_edit::Item::as_table_like_mut)
-        .with_context(|| {
-            format!(
-                "{} has no [plugins.\"{CRI_PLUGIN}\".containerd.runtimes.{PATCH_RUNTIME_TABLE}.options]",
-                patch.display()
-            )
-        })?;
-    if options.get("BinaryName").is_none() {
-        bail!("{} sets no BinaryName", patch.display());
-    }
-    options.insert("BinaryName", toml_edit::value(binary.display().to_string()));
-    Ok(doc.to_string())
+/// `1.6.20~ds1` → `1.6.20`: the upstream version, for tables.
+pub fn upstream_version(version: &str) -> &str {
+    version.split(['~', '+']).next().unwrap_or(version)
 }
 
 /// The pods of this suite. Names are fixed; uids are unique per run.
@@ -90,15 +48,12 @@ struct Pods {
 }
 
 impl Pods {
-    fn new(run_id: &str) -> Self {
-        let pod = |name: &str, sg: &[i64], fs: Option<i64>| PodDecl {
-            namespace: NAMESPACE.into(),
-            name: name.into(),
-            uid: format!("{name}-{run_id}"),
-            run_as_user: 1000,
-            run_as_group: 1000,
-            supplemental_groups: sg.to_vec(),
-            fs_group: fs,
+    fn new(run_id: &str, line: &str) -> Self {
+        let pod = |name: &str, sg: &[i64], fs: Option<i64>| {
+            let mut pod = PodDecl::new(NAMESPACE, name, &format!("{name}-{run_id}-{line}"));
+            pod.supplemental_groups = sg.to_vec();
+            pod.fs_group = fs;
+            pod
         };
         Self {
             // The seed's first case: the image's 50000 is granted by the pod.
@@ -128,53 +83,148 @@ impl Pods {
 
 struct Suite<'a> {
     h: &'a Harness,
+    line: ContainerdLine,
+    /// The upstream containerd version (`2.1.9`).
+    version: String,
     report: &'a mut Report,
     containerd: &'a Containerd,
     cri: Cri,
+    runtime_config: &'a RuntimeConfig,
     audit_log: PathBuf,
     cgroup_root: String,
     sandboxes: Vec<String>,
     containers: Vec<String>,
     /// A pod deliberately left running for the teardown: (sandbox, container, container pid).
     left_running: Option<(String, String, i32)>,
+    /// Problems removing the comparison pods, reported with the lifecycle.
+    cleanup_problems: Vec<String>,
 }
 
-pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Result<()> {
+/// What every phase of one line needs.
+pub struct LineRun<'a> {
+    pub h: &'a Harness,
+    pub line: ContainerdLine,
+    /// The upstream version (`2.1.9`), for tables.
+    pub version: String,
+    /// As `containerd --version` prints it (`2.1.9+unknown`).
+    pub full_version: String,
+    pub config: LineConfig,
+    /// The line's work dir.
+    pub dir: PathBuf,
+}
+
+/// One containerd line: its config (the handler as a node gets it), the scenarios and
+/// comparison cases on a private instance, the latency phase, and for 2.x the installer's
+/// uninstall.
+pub async fn run(
+    h: &Harness,
+    line: ContainerdLine,
+    oracle: &mut Oracle,
+    latency: &mut latency::Table,
+    report: &mut Report,
+) -> Result<()> {
+    let suite = suite_name(line);
     let t = Instant::now();
-    let dir = h.work.join("containerd");
-    std::fs::create_dir_all(dir.join("cni/bin"))?;
-    std::fs::create_dir_all(dir.join("cni/net.d"))?;
+    line.check_installed()?;
+    let full_version = line.version()?;
+    let dir = h.work.join(format!("containerd-{}", line.name()));
+    std::fs::create_dir_all(&dir)?;
+    let config = containerd_config::for_line(h, line, &dir)?;
+    let run = LineRun {
+        h,
+        line,
+        version: upstream_version(&full_version).to_owned(),
+        full_version,
+        config,
+        dir,
+    };
+    if let Some(install) = &run.config.install {
+        report.add(
+            suite,
+            "installer registers the handler (v3 snippet)",
+            "install --cri containerd … --no-restart succeeds; BinaryName = the installed copy",
+            format!(
+                "{}; BinaryName {}",
+                install.output.trim().replace('\n', "; "),
+                run.config.runtime.display()
+            ),
+            run.config
+                .text
+                .contains(&run.config.runtime.display().to_string()),
+            t,
+        );
+    }
+    let mut source = PodSource::new(&h.pods_source, &run.dir.join("pods"))?;
+    scenario_instance(&run, &mut source, oracle, report).await;
+    drop(source);
+    if h.latency_rounds > 0 {
+        latency::run(&run, latency, report).await;
+    }
+    if let Some(install) = &run.config.install {
+        let t = Instant::now();
+        let result = install.uninstall();
+        report.add(
+            suite,
+            "installer uninstall restores the node",
+            "config byte-for-byte as before install; installed runtime removed",
+            match &result {
+                Ok(out) => out.trim().replace('\n', "; "),
+                Err(e) => format!("{e:#}"),
+            },
+            result.is_ok(),
+            t,
+        );
+    }
+    Ok(())
+}
+
+async fn scenario_instance(
+    run: &LineRun<'_>,
+    source: &mut PodSource,
+    oracle: &mut Oracle,
+    report: &mut Report,
+) {
+    let LineRun {
+        h,
+        line,
+        version,
+        full_version,
+        config,
+        dir,
+    } = run;
+    let (h, line) = (*h, *line);
+    let suite = suite_name(line);
+    let t = Instant::now();
     let audit_log = dir.join("runtime.log");
-    let runtime_config = dir.join("runtime-config.toml");
-    std::fs::write(
-        &runtime_config,
-        format!(
-            "{}\n[logging]\nlog-file = {}\nlog-level = \"info\"\nlog-format = \"json\"\n",
-            source.config_keys(),
-            toml_str(&audit_log.display().to_string())
-        ),
-    )?;
-    let config = merge_config(
-        &base_config(&dir.join("cni")),
-        &handler_snippet(&h.patch, &h.runtime)?,
-    )?;
-    let cgroup_root = format!("/strict-sg-e2e-{}", h.run_id);
-    let containerd = Containerd::start(
-        ContainerdOptions::new(config)
+    let runtime_config = match RuntimeConfig::write(dir, source, &audit_log) {
+        Ok(c) => c,
+        Err(e) => return report.fail(suite, "setup: runtime config", &e, t),
+    };
+    let cgroup_root = format!(
+        "/strict-sg-e2e-{}-{}",
+        h.run_id,
+        line.name().replace('.', "")
+    );
+    let containerd = match Containerd::start(
+        ContainerdOptions::new(config.text.clone())
+            .line(line)
             .env(
                 "STRICT_SUPPLEMENTALGROUPS_CONFIG",
-                runtime_config.display().to_string(),
+                runtime_config.path().display().to_string(),
             )
             .cleanup_cgroup(cgroup_root.clone()),
-    )?;
+    ) {
+        Ok(c) => c,
+        Err(e) => return report.fail(suite, "setup: private containerd", &e, t),
+    };
     eprintln!(
-        "containerd pid {} at {} (log {})",
+        "containerd {full_version} pid {} at {} (log {})",
         containerd.pid(),
         containerd.socket().display(),
         containerd.log_path().display()
     );
     let result = async {
-        for image in [&h.images.pause, &h.images.bypass] {
+        for (_, image) in &h.images.cri {
             let path = image.display().to_string();
             containerd.ctr_ok(&["-n", "k8s.io", "images", "import", &path])?;
         }
@@ -186,32 +236,41 @@ pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Re
             &h.images.bypass.display().to_string(),
         ])?;
         let mut cri = Cri::connect(containerd.socket(), Duration::from_secs(20)).await?;
-        let version = cri.version().await?;
-        for image in [PAUSE_REF, BYPASS_REF] {
-            if !cri.image_present(image).await? {
-                bail!("the CRI does not see the imported image {image}");
-            }
-        }
+        let cri_version = cri.version().await?;
+        let refs: Vec<&str> = h.images.cri.iter().map(|(r, _)| *r).collect();
+        cri.wait_for_images(&refs, Duration::from_secs(20)).await?;
         report.add(
-            SUITE,
+            suite,
             "setup: private containerd, images, handler",
-            "CRI ready, pause + bypass images visible, handler from patches/",
-            format!("{version}; pods from {}", source.describe()),
+            format!(
+                "CRI ready, {} images visible, handler {}",
+                h.images.cri.len(),
+                if config.install.is_some() {
+                    "from the installer"
+                } else {
+                    "from patches/"
+                }
+            ),
+            format!("{cri_version}; pods from {}", source.describe()),
             true,
             t,
         );
         let mut suite = Suite {
             h,
+            line,
+            version: version.to_owned(),
             report: &mut *report,
             containerd: &containerd,
             cri,
+            runtime_config: &runtime_config,
             audit_log: audit_log.clone(),
             cgroup_root: cgroup_root.clone(),
             sandboxes: Vec::new(),
             containers: Vec::new(),
             left_running: None,
+            cleanup_problems: Vec::new(),
         };
-        suite.scenarios(source).await;
+        suite.scenarios(source, oracle).await;
         suite.lifecycle().await;
         Ok(suite.left_running.map(|(_, _, pid)| pid))
     }
@@ -219,7 +278,7 @@ pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Re
     let left_pid = match &result {
         Ok(pid) => *pid,
         Err(err) => {
-            report.fail(SUITE, "setup: private containerd, images, handler", err, t);
+            report.fail(suite, "setup: private containerd, images, handler", err, t);
             eprintln!("containerd log tail:\n{}", containerd.log_tail(40));
             None
         }
@@ -237,7 +296,7 @@ pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Re
         leftovers = Some(leftovers.map(|l| format!("{l}; {msg}")).unwrap_or(msg));
     }
     report.add(
-        SUITE,
+        suite,
         "teardown: containerd, shims, mounts, cgroups gone",
         format!(
             "stop() ok, nothing left{}",
@@ -255,7 +314,6 @@ pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Re
         stopped.is_ok() && leftovers.is_none(),
         t,
     );
-    Ok(())
 }
 
 /// What survived a teardown: shims still serving the socket, mounts, the cgroup parent, dirs.
@@ -301,11 +359,18 @@ struct Seen {
 }
 
 impl Suite<'_> {
-    async fn scenarios(&mut self, source: &mut PodSource) {
-        let pods = Pods::new(&self.h.run_id);
-        if let Err(e) = source.set_pods(&pods.served()) {
-            self.report
-                .fail(SUITE, "serve the PodList", &e, Instant::now());
+    async fn scenarios(&mut self, source: &mut PodSource, oracle: &mut Oracle) {
+        let pods = Pods::new(&self.h.run_id, self.line.name());
+        let cases = strict_oracle::cases(&self.h.run_id, self.line.name());
+        let mut served = pods.served();
+        served.extend(cases.iter().map(|c| c.pod.clone()));
+        if let Err(e) = source.set_pods(&served) {
+            self.report.fail(
+                suite_name(self.line),
+                "serve the PodList",
+                &e,
+                Instant::now(),
+            );
             return;
         }
 
@@ -350,7 +415,7 @@ impl Suite<'_> {
             let cns: std::collections::BTreeSet<&str> =
                 seen.iter().map(|(_, cn)| cn.as_str()).collect();
             self.report.add(
-                SUITE,
+                suite_name(self.line),
                 "the runtime asked the stand-in kubelet",
                 "GET /pods with the node's client certificate (CN system:node:…)",
                 format!(
@@ -374,10 +439,19 @@ impl Suite<'_> {
             "has uid",
         )
         .await;
-        // 7. The kubelet is gone.
+        // 7. The Strict comparison cases (the kubelet is still up).
+        oracle.set_cases(&cases);
+        for case in &cases {
+            self.compare(case, oracle).await;
+        }
+        if self.line == ContainerdLine::V2 {
+            self.reported_user(oracle);
+        }
+        // 8. The kubelet is gone.
         let t = Instant::now();
         if let Err(e) = source.stop() {
-            self.report.fail(SUITE, "stop the kubelet", &e, t);
+            self.report
+                .fail(suite_name(self.line), "stop the kubelet", &e, t);
         }
         let hint = source.name_in_errors();
         self.expect_refusal(
@@ -412,22 +486,30 @@ impl Suite<'_> {
                         format!(" ({})", seen.detail)
                     }
                 );
-                self.report.add(SUITE, name, expected, got, pass, t);
+                self.report
+                    .add(suite_name(self.line), name, expected, got, pass, t);
                 Some(app)
             }
             Err(e) => {
-                self.report
-                    .add(SUITE, name, expected, format!("{e:#}"), false, t);
+                self.report.add(
+                    suite_name(self.line),
+                    name,
+                    expected,
+                    format!("{e:#}"),
+                    false,
+                    t,
+                );
                 None
             }
         }
     }
 
-    async fn sandbox(&mut self, pod: &PodDecl) -> Result<Sandbox> {
+    async fn sandbox(&mut self, pod: &PodDecl, handler: &str) -> Result<Sandbox> {
         let cgroup_parent = format!("{}/pod{}", self.cgroup_root, pod.uid);
+        let logs = self.h.work.join(format!("pods-{}", self.line.name()));
         let sandbox = self
             .cri
-            .run_pod_sandbox(pod, HANDLER, &self.h.work.join("pods"), &cgroup_parent)
+            .run_pod_sandbox(pod, handler, &logs, &cgroup_parent)
             .await
             .map_err(|s| anyhow::anyhow!("RunPodSandbox: {}", s.message()))?;
         self.sandboxes.push(sandbox.id.clone());
@@ -435,10 +517,10 @@ impl Suite<'_> {
     }
 
     async fn run_app(&mut self, pod: &PodDecl) -> Result<(String, Seen)> {
-        let sandbox = self.sandbox(pod).await?;
+        let sandbox = self.sandbox(pod, HANDLER).await?;
         let app = self
             .cri
-            .create_container(&sandbox, pod, BYPASS_REF, "id; exec sleep 3600")
+            .create_container(&sandbox, pod, "id; exec sleep 3600")
             .await
             .map_err(|s| anyhow::anyhow!("CreateContainer: {}", s.message()))?;
         self.containers.push(app.clone());
@@ -502,7 +584,7 @@ impl Suite<'_> {
             }
         }
         self.report.add(
-            SUITE,
+            suite_name(self.line),
             "bypass pod: containerd's config.json and exec process had 50000",
             "create and exec decisions: input_gids ∋ 50000, dropped_gids = 50000",
             got.join("; "),
@@ -558,7 +640,7 @@ impl Suite<'_> {
         .await;
         let (pass, got) = result.unwrap_or_else(|e| (false, format!("{e:#}")));
         self.report.add(
-            SUITE,
+            suite_name(self.line),
             "sandbox (pause) container untouched",
             "pause Groups = its spec's additionalGids; logged as passed-through sandbox",
             got,
@@ -625,7 +707,7 @@ impl Suite<'_> {
             Err(e) => (false, format!("{e:#}")),
         };
         self.report.add(
-            SUITE,
+            suite_name(self.line),
             "plain `ctr run` (no pod annotations) passes through",
             "groups=1000,50000 (image groups kept); logged as unmanaged",
             got,
@@ -646,12 +728,12 @@ impl Suite<'_> {
             }
         );
         let result: Result<String> = async {
-            let sandbox = self.sandbox(pod).await?;
+            let sandbox = self.sandbox(pod, HANDLER).await?;
             // containerd's CRI creates only metadata at CreateContainer; the OCI runtime's
             // `create` runs at StartContainer. Either call failing counts.
             let err = match self
                 .cri
-                .create_container(&sandbox, pod, BYPASS_REF, "id; exec sleep 3600")
+                .create_container(&sandbox, pod, "id; exec sleep 3600")
                 .await
             {
                 Err(status) => format!("CreateContainer: {}", status.message()),
@@ -681,14 +763,226 @@ impl Suite<'_> {
             ),
             Err(e) => (false, format!("{e:#}")),
         };
-        self.report.add(SUITE, name, expected, got, pass, t);
+        self.report
+            .add(suite_name(self.line), name, expected, got, pass, t);
+    }
+
+    /// Runs `case` through this runtime and, on containerd 2.x, its Strict baseline through runc;
+    /// records both with the oracle.
+    async fn compare(&mut self, case: &Case, oracle: &mut Oracle) {
+        let (outcome, reported) = self
+            .observe(&case.pod, HANDLER, case.runtime_config, case.probe)
+            .await;
+        eprintln!(
+            "  {} / this runtime {}: {}",
+            case.key,
+            self.version,
+            outcome.show()
+        );
+        oracle.record_runtime(&self.version, case.key, outcome);
+        let mut reports = (None, reported);
+        if self.line == ContainerdLine::V2 && case.runs_under_strict() {
+            let (outcome, reported) = self
+                .observe(&case.strict_pod(), RUNC_HANDLER, "", case.probe)
+                .await;
+            eprintln!("  {} / Strict: {}", case.key, outcome.show());
+            let env = format!(
+                "containerd {} + runc {}",
+                self.version,
+                containerd_config::tool_version(RUNC)
+            );
+            oracle.record_strict(&env, case.key, outcome);
+            reports.0 = reported;
+        }
+        if self.line == ContainerdLine::V2 {
+            oracle.reported.insert(case.key, reports);
+        }
+    }
+
+    /// KEP-3619's `ContainerStatus.user` on containerd 2.x: for the bypass pod containerd
+    /// reports the groups of the spec it generated — with Strict what was applied, with this
+    /// runtime the merged list it filtered afterwards.
+    fn reported_user(&mut self, oracle: &Oracle) {
+        let t = Instant::now();
+        let applied = match oracle.runtime_outcome(&self.version, "bypass") {
+            Some(Outcome::Ran(o)) => Some(o.init.groups.clone()),
+            _ => None,
+        };
+        let show_user = |u: &Option<ReportedUser>| match u {
+            Some(u) => format!(
+                "gid {} groups {}",
+                u.gid,
+                u.supplemental_groups
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => "none".to_owned(),
+        };
+        let (strict, ours) = oracle.reported.get("bypass").cloned().unwrap_or_default();
+        let ours_has_50000 = ours
+            .as_ref()
+            .is_some_and(|u| u.supplemental_groups.contains(&50000));
+        let applied_has_50000 = applied.as_ref().is_some_and(|g| g.contains(&50000));
+        let strict_plain = strict
+            .as_ref()
+            .is_some_and(|u| !u.supplemental_groups.contains(&50000));
+        self.report.add(
+            suite_name(self.line),
+            "ContainerStatus.user reports containerd's computation, not what the runtime applied",
+            "bypass pod: Strict reports no 50000; this runtime's pod reports 50000 (containerd's \
+             merged spec) while its process has none",
+            format!(
+                "Strict reported {}; this runtime reported {}, applied {}",
+                show_user(&strict),
+                show_user(&ours),
+                applied
+                    .map(|g| show(&g.into_iter().collect::<Vec<_>>()))
+                    .unwrap_or_else(|| "?".into())
+            ),
+            strict_plain && ours_has_50000 && !applied_has_50000,
+            t,
+        );
+    }
+
+    /// Sandbox and `app` container of `pod` under `handler`, with `runtime_config` keys set
+    /// around the container's create and exec; what its init process and an exec show, and
+    /// what the CRI reports as its user. The pod is removed afterwards.
+    async fn observe(
+        &mut self,
+        pod: &PodDecl,
+        handler: &str,
+        runtime_config: &str,
+        probe: bool,
+    ) -> (Outcome, Option<ReportedUser>) {
+        let sandbox = match self.sandbox(pod, handler).await {
+            Ok(s) => s,
+            Err(e) => return (Outcome::Broken(format!("{e:#}")), None),
+        };
+        // After the sandbox, so that a config the runtime rejects only fails the container.
+        if !runtime_config.is_empty()
+            && let Err(e) = self.runtime_config.set_variant(runtime_config)
+        {
+            return (Outcome::Broken(format!("{e:#}")), None);
+        }
+        let script = if probe {
+            format!("{SETGID_PROBE}; exec sleep 3600")
+        } else {
+            "exec sleep 3600".to_owned()
+        };
+        let mut container = None;
+        let outcome = async {
+            let app = match self.cri.create_container(&sandbox, pod, &script).await {
+                Ok(app) => app,
+                Err(s) => return Outcome::Refused(format!("CreateContainer: {}", s.message())),
+            };
+            container = Some(app.clone());
+            if let Err(s) = self.cri.start_container(&app).await {
+                return Outcome::Refused(format!("StartContainer: {}", s.message()));
+            }
+            match self.observe_running(&sandbox, &app, probe).await {
+                Ok(o) => Outcome::Ran(o),
+                Err(e) => Outcome::Broken(format!("{e:#}")),
+            }
+        }
+        .await;
+        if !runtime_config.is_empty()
+            && let Err(e) = self.runtime_config.restore()
+        {
+            self.cleanup_problems
+                .push(format!("restoring the runtime config: {e:#}"));
+        }
+        let reported = match &container {
+            Some(app) => self.cri.reported_user(app).await.ok().flatten(),
+            None => None,
+        };
+        self.remove_pod(&sandbox.id, container.as_deref()).await;
+        (outcome, reported)
+    }
+
+    async fn observe_running(
+        &mut self,
+        sandbox: &Sandbox,
+        app: &str,
+        probe: bool,
+    ) -> Result<Observed> {
+        let pid = self.cri.container_pid(app).await?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let init = Identity::from_status(&status)
+            .ok_or_else(|| anyhow::anyhow!("no Gid/Groups in /proc/{pid}/status"))?;
+        let (code, stdout, stderr) = self
+            .cri
+            .exec_sync(app, &["cat", "/proc/self/status"])
+            .await
+            .map_err(|s| anyhow::anyhow!("ExecSync: {}", s.message()))?;
+        let exec = Identity::from_status(&stdout).ok_or_else(|| {
+            anyhow::anyhow!("ExecSync cat /proc/self/status: exit {code}, stderr {stderr:?}")
+        })?;
+        let (mut probe_init, mut probe_exec) = (None, None);
+        if probe {
+            let log = sandbox.log_dir.join("app/0.log");
+            probe_init = cri::wait_log_line(&log, "probe:", Duration::from_secs(15))
+                .await
+                .map(|l| probe_line(&l));
+            let (_, out, err) = self
+                .cri
+                .exec_sync(app, &[SETGID_PROBE])
+                .await
+                .map_err(|s| anyhow::anyhow!("ExecSync {SETGID_PROBE}: {}", s.message()))?;
+            probe_exec = out
+                .lines()
+                .find(|l| l.starts_with("probe:"))
+                .map(probe_line)
+                .or(Some(format!("no probe line (stderr {:?})", err.trim())));
+        }
+        Ok(Observed {
+            init,
+            exec,
+            probe_init,
+            probe_exec,
+        })
+    }
+
+    /// StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox of one pod; problems go
+    /// to the lifecycle row.
+    async fn remove_pod(&mut self, sandbox: &str, container: Option<&str>) {
+        if let Some(id) = container {
+            if let Err(s) = self.cri.stop_container(id).await {
+                self.cleanup_problems
+                    .push(format!("StopContainer {}: {}", short(id), s.message()));
+            }
+            if let Err(s) = self.cri.remove_container(id).await {
+                self.cleanup_problems.push(format!(
+                    "RemoveContainer {}: {}",
+                    short(id),
+                    s.message()
+                ));
+            }
+        }
+        if let Err(s) = self.cri.stop_pod_sandbox(sandbox).await {
+            self.cleanup_problems.push(format!(
+                "StopPodSandbox {}: {}",
+                short(sandbox),
+                s.message()
+            ));
+        }
+        if let Err(s) = self.cri.remove_pod_sandbox(sandbox).await {
+            self.cleanup_problems.push(format!(
+                "RemovePodSandbox {}: {}",
+                short(sandbox),
+                s.message()
+            ));
+        }
+        // `sandbox()` listed it for the lifecycle; it is gone already.
+        self.sandboxes.retain(|s| s != sandbox);
     }
 
     /// StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox for everything created,
     /// but the pod left running for the teardown.
     async fn lifecycle(&mut self) {
         let t = Instant::now();
-        let mut problems = Vec::new();
+        let mut problems = std::mem::take(&mut self.cleanup_problems);
         let (keep_sandbox, keep_container) = match &self.left_running {
             Some((s, c, _)) => (s.clone(), c.clone()),
             None => (String::new(), String::new()),
@@ -741,7 +1035,7 @@ impl Suite<'_> {
             ));
         }
         self.report.add(
-            SUITE,
+            suite_name(self.line),
             "StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox",
             format!(
                 "{} containers and {} sandboxes stopped and removed{}",
@@ -762,6 +1056,11 @@ impl Suite<'_> {
             t,
         );
     }
+}
+
+/// `probe: rgid=1000 egid=50000 read=ok` → `rgid=1000 egid=50000 read=ok`.
+fn probe_line(line: &str) -> String {
+    line.trim_start_matches("probe:").trim().to_owned()
 }
 
 fn short(id: &str) -> &str {

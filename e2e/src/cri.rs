@@ -14,49 +14,144 @@ use k8s_cri::v1::{self as cri, NamespaceMode};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// A pod as the harness declares it (the same values go to the stand-in kubelet's PodList).
+/// A pod as the harness declares it (the same values go to the stand-in kubelet's PodList, and
+/// the kubelet's translation of them to the CRI).
 #[derive(Clone, Debug)]
 pub struct PodDecl {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// The image of its one container, `app`.
+    pub image: String,
     pub run_as_user: i64,
-    pub run_as_group: i64,
+    /// `None`: no `runAsGroup`, so containerd takes the primary gid from the image's passwd.
+    pub run_as_group: Option<i64>,
     pub supplemental_groups: Vec<i64>,
     pub fs_group: Option<i64>,
+    /// The container's `securityContext.allowPrivilegeEscalation` (CRI `no_new_privs` is its
+    /// negation; unset means false, Kubernetes' default).
+    pub allow_privilege_escalation: Option<bool>,
+    /// PersistentVolumeClaims the pod mounts, each bound to a PersistentVolume.
+    pub volumes: Vec<ClaimedVolume>,
+    /// `securityContext.supplementalGroupsPolicy: Strict` (else Merge, the default).
+    pub strict: bool,
+}
+
+/// A `persistentVolumeClaim` volume of a pod and the PersistentVolume bound to it.
+#[derive(Clone, Debug)]
+pub struct ClaimedVolume {
+    pub claim: String,
+    pub claim_uid: String,
+    pub volume: String,
+    /// The PV's `pv.beta.kubernetes.io/gid` annotation, which the kubelet adds to the CRI
+    /// supplemental groups.
+    pub gid: Option<i64>,
 }
 
 impl PodDecl {
-    /// What the kubelet hands the CRI: supplementalGroups with fsGroup appended when it is
-    /// not already there.
+    /// The seed's pod shape: the bypass image, runAsUser/runAsGroup 1000, no groups yet.
+    pub fn new(namespace: &str, name: &str, uid: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            image: crate::images::BYPASS_REF.into(),
+            run_as_user: 1000,
+            run_as_group: Some(1000),
+            supplemental_groups: Vec::new(),
+            fs_group: None,
+            allow_privilege_escalation: None,
+            volumes: Vec::new(),
+            strict: false,
+        }
+    }
+
+    /// What the kubelet hands the CRI: supplementalGroups, then fsGroup, then the gid of every
+    /// PersistentVolume the pod mounts (duplicates kept, as the kubelet keeps them).
     pub fn cri_supplemental_groups(&self) -> Vec<i64> {
         let mut groups = self.supplemental_groups.clone();
-        if let Some(fs) = self.fs_group
-            && !groups.contains(&fs)
-        {
-            groups.push(fs);
-        }
+        groups.extend(self.fs_group);
+        groups.extend(self.volumes.iter().filter_map(|v| v.gid));
         groups
+    }
+
+    fn groups_policy(&self) -> i32 {
+        if self.strict {
+            cri::SupplementalGroupsPolicy::Strict as i32
+        } else {
+            cri::SupplementalGroupsPolicy::Merge as i32
+        }
+    }
+
+    /// CRI `no_new_privs`: set exactly when `allowPrivilegeEscalation` is false.
+    fn no_new_privs(&self) -> bool {
+        self.allow_privilege_escalation == Some(false)
     }
 
     /// This pod as an item of a kubelet `/pods` PodList.
     pub fn pod_json(&self) -> serde_json::Value {
         let mut ctx = serde_json::json!({
             "runAsUser": self.run_as_user,
-            "runAsGroup": self.run_as_group,
             "supplementalGroups": self.supplemental_groups,
         });
+        if let Some(group) = self.run_as_group {
+            ctx["runAsGroup"] = group.into();
+        }
         if let Some(fs) = self.fs_group {
             ctx["fsGroup"] = fs.into();
         }
+        if self.strict {
+            ctx["supplementalGroupsPolicy"] = "Strict".into();
+        }
+        let mut container = serde_json::json!({"name": "app", "image": self.image});
+        if let Some(allow) = self.allow_privilege_escalation {
+            container["securityContext"] = serde_json::json!({"allowPrivilegeEscalation": allow});
+        }
+        let mut spec = serde_json::json!({"securityContext": ctx});
+        if !self.volumes.is_empty() {
+            container["volumeMounts"] = self
+                .volumes
+                .iter()
+                .map(|v| serde_json::json!({"name": v.claim, "mountPath": format!("/data/{}", v.claim)}))
+                .collect();
+            spec["volumes"] = self
+                .volumes
+                .iter()
+                .map(|v| {
+                    serde_json::json!({"name": v.claim, "persistentVolumeClaim": {"claimName": v.claim}})
+                })
+                .collect();
+        }
+        spec["containers"] = serde_json::json!([container]);
         serde_json::json!({
             "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
-            "spec": {
-                "securityContext": ctx,
-                "containers": [{"name": "app", "image": crate::images::BYPASS_REF}],
-            },
+            "spec": spec,
             "status": {"phase": "Pending"}
         })
+    }
+
+    /// The PersistentVolumeClaims and PersistentVolumes of this pod, as the API server serves
+    /// them.
+    pub fn volume_objects(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let mut claims = Vec::new();
+        let mut volumes = Vec::new();
+        for v in &self.volumes {
+            claims.push(test_support::kubelet::pvc(
+                &self.namespace,
+                &v.claim,
+                &v.claim_uid,
+                &v.volume,
+            ));
+            let gid = v.gid.map(|g| g.to_string());
+            volumes.push(test_support::kubelet::pv(
+                &v.volume,
+                gid.as_deref(),
+                &self.namespace,
+                &v.claim,
+                &v.claim_uid,
+            ));
+        }
+        (claims, volumes)
     }
 }
 
@@ -68,6 +163,23 @@ pub fn pod_list(pods: &[PodDecl]) -> serde_json::Value {
         "metadata": {},
         "items": pods.iter().map(PodDecl::pod_json).collect::<Vec<_>>(),
     })
+}
+
+/// The container a CreateContainer call makes: `sh -c <script>` in `image`, named `name` in
+/// its pod.
+pub struct ContainerDecl<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub script: &'a str,
+}
+
+/// What containerd reports in `ContainerStatus.user` (KEP-3619): the identity it computed for
+/// the container's spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedUser {
+    pub uid: i64,
+    pub gid: i64,
+    pub supplemental_groups: Vec<i64>,
 }
 
 pub struct Cri {
@@ -148,6 +260,22 @@ impl Cri {
         ))
     }
 
+    /// Waits until the image service knows every one of `images`. containerd's CRI learns of an
+    /// image imported with `ctr` from an event, a moment after the import returns (containerd
+    /// 2.x under load: seen missing right after).
+    pub async fn wait_for_images(&mut self, images: &[&str], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for image in images {
+            while !self.image_present(image).await? {
+                if Instant::now() > deadline {
+                    bail!("the CRI does not see the imported image {image} after {timeout:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the image service knows `image` (an imported image must be visible to the CRI).
     pub async fn image_present(&mut self, image: &str) -> Result<bool> {
         let resp = self
@@ -170,10 +298,9 @@ impl Cri {
             run_as_user: Some(cri::Int64Value {
                 value: pod.run_as_user,
             }),
-            run_as_group: Some(cri::Int64Value {
-                value: pod.run_as_group,
-            }),
+            run_as_group: pod.run_as_group.map(|value| cri::Int64Value { value }),
             supplemental_groups: pod.cri_supplemental_groups(),
+            supplemental_groups_policy: pod.groups_policy(),
             ..Default::default()
         }
     }
@@ -233,27 +360,45 @@ impl Cri {
         })
     }
 
-    /// CreateContainer of the app container: `image`, `sh -c <script>`, the pod's identity.
+    /// CreateContainer of the pod's `app` container: its image, `sh -c <script>`.
     pub async fn create_container(
         &mut self,
         sandbox: &Sandbox,
         pod: &PodDecl,
-        image: &str,
         script: &str,
+    ) -> Result<String, tonic::Status> {
+        let container = ContainerDecl {
+            name: "app",
+            image: &pod.image,
+            script,
+        };
+        self.create_named_container(sandbox, pod, &container).await
+    }
+
+    /// CreateContainer as the kubelet sends it for `container` of `pod` (log in
+    /// `<name>/0.log` of the sandbox's log directory).
+    pub async fn create_named_container(
+        &mut self,
+        sandbox: &Sandbox,
+        pod: &PodDecl,
+        container: &ContainerDecl<'_>,
     ) -> Result<String, tonic::Status> {
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
-                name: "app".into(),
+                name: container.name.into(),
                 attempt: 0,
             }),
             image: Some(cri::ImageSpec {
-                image: image.into(),
+                image: container.image.into(),
                 ..Default::default()
             }),
             command: vec!["sh".into(), "-c".into()],
-            args: vec![script.into()],
+            args: vec![container.script.into()],
             labels: HashMap::from([
-                ("io.kubernetes.container.name".to_owned(), "app".to_owned()),
+                (
+                    "io.kubernetes.container.name".to_owned(),
+                    container.name.to_owned(),
+                ),
                 ("io.kubernetes.pod.name".to_owned(), pod.name.clone()),
                 (
                     "io.kubernetes.pod.namespace".to_owned(),
@@ -261,17 +406,17 @@ impl Cri {
                 ),
                 ("io.kubernetes.pod.uid".to_owned(), pod.uid.clone()),
             ]),
-            log_path: "app/0.log".into(),
+            log_path: format!("{}/0.log", container.name),
             linux: Some(cri::LinuxContainerConfig {
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     namespace_options: Some(namespace_options(NamespaceMode::Container)),
                     run_as_user: Some(cri::Int64Value {
                         value: pod.run_as_user,
                     }),
-                    run_as_group: Some(cri::Int64Value {
-                        value: pod.run_as_group,
-                    }),
+                    run_as_group: pod.run_as_group.map(|value| cri::Int64Value { value }),
                     supplemental_groups: pod.cri_supplemental_groups(),
+                    supplemental_groups_policy: pod.groups_policy(),
+                    no_new_privs: pod.no_new_privs(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -332,6 +477,28 @@ impl Cri {
             .await?
             .into_inner();
         info_pid(&resp.info)
+    }
+
+    /// `ContainerStatus.user`: what the CRI reports as the container's identity (containerd
+    /// 2.x fills it from the spec it generated; older lines leave it empty).
+    pub async fn reported_user(&mut self, id: &str) -> Result<Option<ReportedUser>> {
+        let resp = self
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await?
+            .into_inner();
+        Ok(resp
+            .status
+            .and_then(|s| s.user)
+            .and_then(|u| u.linux)
+            .map(|l| ReportedUser {
+                uid: l.uid,
+                gid: l.gid,
+                supplemental_groups: l.supplemental_groups,
+            }))
     }
 
     pub async fn sandbox_pid(&mut self, id: &str) -> Result<i32> {

@@ -20,6 +20,7 @@ use crate::groups::{self, show};
 use crate::images::BYPASS_REF;
 use crate::pods::{PodSource, toml_str};
 use crate::report::Report;
+use crate::runtime_config::RuntimeConfig;
 use crate::{Harness, audit, proc};
 
 const SUITE: &str = "podman+conmon";
@@ -209,7 +210,12 @@ network_config_dir = {networks}
                 };
                 let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                if cmdline.starts_with("/usr/bin/conmon") && cmdline.contains(&dir) {
+                // conmon writes the exit file and leaves on its own shortly after `rm`
+                // returns; only one that outlives a grace period is a leftover.
+                if cmdline.starts_with("/usr/bin/conmon")
+                    && cmdline.contains(&dir)
+                    && test_support::process::wait_gone(pid, Duration::from_secs(5)).is_err()
+                {
                     problems.push(format!("conmon {pid} was still running"));
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -235,25 +241,10 @@ pub async fn run(h: &Harness, source: &mut PodSource, report: &mut Report) -> Re
     let dir = h.work.join("podman");
     std::fs::create_dir_all(&dir)?;
     let audit_log = dir.join("runtime.log");
-    let runtime_config = dir.join("runtime-config.toml");
-    std::fs::write(
-        &runtime_config,
-        format!(
-            "{}\n[logging]\nlog-file = {}\nlog-level = \"info\"\nlog-format = \"json\"\n",
-            source.config_keys(),
-            toml_str(&audit_log.display().to_string())
-        ),
-    )?;
-    let podman = Podman::setup(h, &dir, &runtime_config)?;
-    let pod = PodDecl {
-        namespace: NAMESPACE.into(),
-        name: "podman-pod".into(),
-        uid: format!("podman-pod-{}", h.run_id),
-        run_as_user: 1000,
-        run_as_group: 1000,
-        supplemental_groups: vec![60000],
-        fs_group: None,
-    };
+    let runtime_config = RuntimeConfig::write(&dir, source, &audit_log)?;
+    let podman = Podman::setup(h, &dir, runtime_config.path())?;
+    let mut pod = PodDecl::new(NAMESPACE, "podman-pod", &format!("podman-pod-{}", h.run_id));
+    pod.supplemental_groups = vec![60000];
     let unknown = PodDecl {
         name: "podman-unknown".into(),
         uid: format!("podman-unknown-{}", h.run_id),

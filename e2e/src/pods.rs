@@ -7,6 +7,7 @@ use test_support::certs::{KubeconfigStyle, TestPki};
 use test_support::kubelet::{Behaviour, KubeletStandIn};
 
 use crate::cri::{PodDecl, pod_list};
+use crate::runtime_config::write_atomic;
 
 /// The pod-groups source the runtime is configured with.
 pub enum PodSource {
@@ -46,6 +47,15 @@ impl PodSource {
         }
     }
 
+    /// The source `--pods-source` names (`kubelet` or `file`), its files in `dir`.
+    pub fn new(kind: &str, dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        match kind {
+            "file" => Ok(Self::file(dir)),
+            _ => Self::kubelet(dir),
+        }
+    }
+
     /// The runtime config keys that select this source.
     pub fn config_keys(&self) -> String {
         match self {
@@ -68,15 +78,34 @@ impl PodSource {
         }
     }
 
-    /// What the source serves from now on.
+    /// What the source serves from now on: the pods, and the PersistentVolumeClaims and
+    /// PersistentVolumes they mount (the kubelet stand-in serves those as the API server does;
+    /// a pods file becomes a `List` holding all three kinds).
     pub fn set_pods(&mut self, pods: &[PodDecl]) -> Result<()> {
+        let mut claims = Vec::new();
+        let mut volumes = Vec::new();
+        for pod in pods {
+            let (c, v) = pod.volume_objects();
+            claims.extend(c);
+            volumes.extend(v);
+        }
         match self {
             Self::Kubelet { standin, .. } => {
                 standin.set_pods(pod_list(pods));
+                standin.set_volumes(claims, volumes);
                 Ok(())
             }
             Self::File { path } => {
-                std::fs::write(&*path, serde_json::to_vec_pretty(&pod_list(pods))?)
+                let document = if claims.is_empty() {
+                    pod_list(pods)
+                } else {
+                    let mut items: Vec<serde_json::Value> =
+                        pods.iter().map(PodDecl::pod_json).collect();
+                    items.extend(claims);
+                    items.extend(volumes);
+                    serde_json::json!({"kind": "List", "apiVersion": "v1", "items": items})
+                };
+                write_atomic(path, &serde_json::to_vec_pretty(&document)?)
                     .with_context(|| format!("writing {}", path.display()))
             }
         }

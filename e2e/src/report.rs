@@ -14,6 +14,8 @@ pub struct Row {
 #[derive(Default)]
 pub struct Report {
     pub rows: Vec<Row>,
+    /// Tables printed before the scenario table (the Strict comparison, latency).
+    pub sections: Vec<String>,
 }
 
 impl Report {
@@ -70,6 +72,9 @@ impl Report {
 
     /// Prints the table and the closing `e2e: N passed, N failed` line.
     pub fn print(&self, total: Duration) {
+        for section in &self.sections {
+            print!("{section}");
+        }
         let w_suite = self
             .rows
             .iter()

@@ -27,6 +27,13 @@
 //! [`ContainerdOptions::cleanup_cgroups`]; a lazy unmount of everything mounted under the
 //! instance's directory; removal of the directory.
 //!
+//! With [`ContainerdOptions::hide_mount`], containerd (and so its shims and containers) runs in a
+//! private mount namespace in which the named mount points are unmounted: `/sys/fs/cgroup/unified`
+//! gives every runtime the pure cgroup-v1 layout that crun accepts on this hybrid host, without
+//! changing anything the host sees. The instance's mounts then live and die with that namespace;
+//! directories a runtime made below a hidden mount point land on the filesystem underneath, and
+//! the teardown removes those named by the cleanup cgroups from a namespace of its own.
+//!
 //! The caller should be a child subreaper ([`crate::process::become_subreaper`]): shims outlive
 //! the `containerd-shim-runc-v2 start` process that spawned them, and this machine's PID 1 does
 //! not reap orphans.
@@ -159,6 +166,9 @@ pub struct ContainerdOptions {
     pub base_dir: Option<PathBuf>,
     /// How long to wait for the API to answer.
     pub start_timeout: Duration,
+    /// Mount points unmounted in the private mount namespace containerd is started in; empty
+    /// (the default): containerd shares the caller's mount namespace.
+    pub hidden_mounts: Vec<PathBuf>,
 }
 
 impl ContainerdOptions {
@@ -171,6 +181,7 @@ impl ContainerdOptions {
             ctr_binary: PathBuf::from("ctr"),
             base_dir: None,
             start_timeout: Duration::from_secs(30),
+            hidden_mounts: Vec::new(),
         }
     }
 
@@ -188,6 +199,13 @@ impl ContainerdOptions {
 
     pub fn cleanup_cgroup(mut self, path: impl Into<String>) -> Self {
         self.cleanup_cgroups.push(path.into());
+        self
+    }
+
+    /// Starts containerd in a private mount namespace (propagation private) in which the mount
+    /// point `path` is unmounted (e.g. `/sys/fs/cgroup/unified`, for crun on a hybrid host).
+    pub fn hide_mount(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hidden_mounts.push(path.into());
         self
     }
 
@@ -216,6 +234,7 @@ pub struct Containerd {
     config_path: PathBuf,
     ctr_binary: PathBuf,
     cleanup_cgroups: Vec<String>,
+    hidden_mounts: Vec<PathBuf>,
 }
 
 impl Containerd {
@@ -255,10 +274,15 @@ impl Containerd {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        let hidden = hidden_mount_paths(&opts.hidden_mounts)?;
+        // SAFETY: setsid, unshare, mount and umount2 are plain system calls, async-signal-safe;
+        // the paths were made into C strings before the fork, nothing is allocated here.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if !hidden.is_empty() {
+                    enter_namespace_without(&hidden)?;
+                }
                 Ok(())
             });
         }
@@ -276,6 +300,7 @@ impl Containerd {
             config_path,
             ctr_binary: opts.ctr_binary,
             cleanup_cgroups: opts.cleanup_cgroups,
+            hidden_mounts: opts.hidden_mounts,
         };
         if let Err(err) = me.wait_ready(opts.start_timeout) {
             let tail = me.log_tail(30);
@@ -453,6 +478,11 @@ impl Containerd {
         for cg in &self.cleanup_cgroups {
             note(remove_cgroup_tree(cg));
         }
+        if !self.hidden_mounts.is_empty() {
+            let mut made: Vec<String> = self.cleanup_cgroups.clone();
+            made.extend(bundles.iter().filter_map(|b| bundle_cgroup(b)));
+            note(remove_under_hidden_mounts(&self.hidden_mounts, &made));
+        }
         note(unmount_under(&self.dir_path));
         if let Some(dir) = self.dir.take() {
             let path = dir.path().to_path_buf();
@@ -475,6 +505,78 @@ impl Drop for Containerd {
             eprintln!("{e:#}");
         }
     }
+}
+
+fn hidden_mount_paths(paths: &[PathBuf]) -> Result<Vec<std::ffi::CString>> {
+    paths
+        .iter()
+        .map(|p| {
+            if !p.is_absolute() {
+                bail!("hidden mount {} is not an absolute path", p.display());
+            }
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .with_context(|| format!("hidden mount {} contains NUL", p.display()))
+        })
+        .collect()
+}
+
+/// In a forked child: a new mount namespace, nothing propagating back to the host, `hidden`
+/// unmounted. Only system calls (async-signal-safe).
+fn enter_namespace_without(hidden: &[std::ffi::CString]) -> std::io::Result<()> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    use std::ffi::CStr;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount::<CStr, CStr, CStr, CStr>(
+        None,
+        c"/",
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    for path in hidden {
+        umount2(path.as_c_str(), MntFlags::MNT_DETACH)?;
+    }
+    Ok(())
+}
+
+/// Removes `<hidden mount point>/<rel>` for every relative cgroup path in `rels`, as seen from a
+/// fresh private mount namespace in which the hidden mount points are unmounted (where a
+/// runtime in the instance's namespace made them). Paths escaping their root are refused.
+pub fn remove_under_hidden_mounts(hidden: &[PathBuf], rels: &[String]) -> Result<()> {
+    let mut targets = Vec::new();
+    for rel in rels {
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty())
+        {
+            bail!("refusing to remove {rel:?} below a hidden mount");
+        }
+        for mount in hidden {
+            targets.push(mount.join(rel));
+        }
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let paths = hidden_mount_paths(hidden)?;
+    let mut cmd = Command::new("rm");
+    cmd.arg("-rf").arg("--").args(&targets).stdin(Stdio::null());
+    // SAFETY: as in Containerd::start, only system calls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || enter_namespace_without(&paths));
+    }
+    let out = cmd
+        .output()
+        .context("running rm in a namespace without the hidden mounts")?;
+    if !out.status.success() {
+        bail!(
+            "removing {targets:?} below hidden mounts: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Applies the isolation overrides to `config` for an instance living in `dir`.

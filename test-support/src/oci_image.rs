@@ -16,7 +16,8 @@
 //! The index names the image twice: `io.containerd.image.name` (read by containerd's importer
 //! as the full name) and `org.opencontainers.image.ref.name` (the OCI key, read by podman).
 //! Layer entries are owned by root with a fixed mtime, so the same rootfs gives the same
-//! digests.
+//! digests; [`ImageSpec::owner_mode`] gives single entries another owner and mode (a setgid
+//! binary, a group-readable file), which a layer built from a directory as root cannot carry.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,18 @@ pub struct ImageSpec {
     pub working_dir: String,
     /// gzip the layer (smaller archive, slower to write); plain tar by default.
     pub gzip: bool,
+    /// Entries (relative to the rootfs) written with this uid, gid and mode instead of
+    /// root-owned 0644/0755.
+    pub owners: Vec<EntryOwner>,
+}
+
+/// The owner and full mode (setuid/setgid/sticky bits included) of one layer entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryOwner {
+    pub path: PathBuf,
+    pub uid: u64,
+    pub gid: u64,
+    pub mode: u32,
 }
 
 /// What [`ImageSpec::write_archive`] wrote.
@@ -71,6 +84,7 @@ impl ImageSpec {
             cmd: Vec::new(),
             working_dir: String::new(),
             gzip: false,
+            owners: Vec::new(),
         }
     }
 
@@ -105,6 +119,18 @@ impl ImageSpec {
         self
     }
 
+    /// Writes the entry `path` (relative to the rootfs, e.g. `opt/probe`) with this owner and
+    /// mode, e.g. `owner_mode("opt/probe", 0, 50000, 0o2755)` for a setgid binary.
+    pub fn owner_mode(mut self, path: &str, uid: u64, gid: u64, mode: u32) -> Self {
+        self.owners.push(EntryOwner {
+            path: PathBuf::from(path),
+            uid,
+            gid,
+            mode,
+        });
+        self
+    }
+
     /// Writes the image as an OCI image-layout tar archive at `archive`.
     pub fn write_archive(&self, archive: &Path) -> Result<WrittenImage> {
         if !self.rootfs.is_dir() {
@@ -113,7 +139,16 @@ impl ImageSpec {
         if self.reference.trim().is_empty() {
             bail!("an image needs a reference");
         }
-        let layer_tar = layer_tar(&self.rootfs)?;
+        for owner in &self.owners {
+            if !self.rootfs.join(&owner.path).exists() {
+                bail!(
+                    "owner_mode names {}, which is not in the rootfs {}",
+                    owner.path.display(),
+                    self.rootfs.display()
+                );
+            }
+        }
+        let layer_tar = layer_tar(&self.rootfs, &self.owners)?;
         let diff_id = sha256(&layer_tar);
         let (layer, layer_media) = if self.gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -232,8 +267,9 @@ fn append_bytes<W: Write>(out: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -
         .with_context(|| format!("adding {name}"))
 }
 
-/// The rootfs as an uncompressed tar: symlinks kept as links, owners root, mtime fixed.
-fn layer_tar(rootfs: &Path) -> Result<Vec<u8>> {
+/// The rootfs as an uncompressed tar: symlinks kept as links, owners root (but `owners`),
+/// mtime fixed.
+fn layer_tar(rootfs: &Path, owners: &[EntryOwner]) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -242,10 +278,43 @@ fn layer_tar(rootfs: &Path) -> Result<Vec<u8>> {
     entries.sort();
     for rel in entries {
         let path = rootfs.join(&rel);
-        tar.append_path_with_name(&path, &rel)
-            .with_context(|| format!("adding {} to the layer", path.display()))?;
+        match owners.iter().find(|o| o.path == rel) {
+            None => tar
+                .append_path_with_name(&path, &rel)
+                .with_context(|| format!("adding {} to the layer", path.display()))?,
+            Some(owner) => append_owned(&mut tar, &path, &rel, owner)?,
+        }
     }
     tar.into_inner().context("finishing the layer")
+}
+
+/// A regular file or directory entry with `owner`'s uid, gid and mode.
+fn append_owned(
+    tar: &mut tar::Builder<Vec<u8>>,
+    path: &Path,
+    rel: &Path,
+    owner: &EntryOwner,
+) -> Result<()> {
+    let meta =
+        std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+    header.set_uid(owner.uid);
+    header.set_gid(owner.gid);
+    header.set_mode(owner.mode);
+    if meta.is_file() {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        tar.append_data(&mut header, rel, file)
+    } else if meta.is_dir() {
+        tar.append_data(&mut header, rel, std::io::empty())
+    } else {
+        bail!(
+            "owner_mode supports files and directories; {} is neither",
+            path.display()
+        );
+    }
+    .with_context(|| format!("adding {} to the layer", path.display()))
 }
 
 /// Relative paths of everything under `dir` (directories before their contents).
@@ -318,5 +387,54 @@ mod tests {
         }
         assert!(names.contains(&("etc/link".into(), tar::EntryType::Symlink)));
         assert!(names.contains(&("etc/group".into(), tar::EntryType::Regular)));
+    }
+
+    #[test]
+    fn owner_mode_sets_owner_and_special_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("opt")).unwrap();
+        std::fs::write(rootfs.join("opt/probe"), b"\x7fELF").unwrap();
+        std::fs::write(rootfs.join("opt/other"), b"x").unwrap();
+        let archive = dir.path().join("img.tar");
+        ImageSpec::new("docker.io/t/owned:1", &rootfs)
+            .owner_mode("opt/probe", 0, 50000, 0o2755)
+            .write_archive(&archive)
+            .unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        let mut outer = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+        for entry in outer.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            files.insert(name, bytes);
+        }
+        let blob = |d: &str| files[&format!("blobs/sha256/{}", &d[7..])].clone();
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+        let mut seen = std::collections::BTreeMap::new();
+        for e in tar::Archive::new(&layer[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let h = e.header().clone();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            seen.insert(
+                name,
+                (h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap(), body),
+            );
+        }
+        assert_eq!(seen["opt/probe"], (0, 50000, 0o2755, b"\x7fELF".to_vec()));
+        assert_eq!(seen["opt/other"], (0, 0, 0o644, b"x".to_vec()));
+        assert!(
+            ImageSpec::new("docker.io/t/owned:2", &rootfs)
+                .owner_mode("opt/missing", 0, 1, 0o644)
+                .write_archive(&dir.path().join("bad.tar"))
+                .is_err()
+        );
     }
 }
