@@ -148,9 +148,9 @@ pub async fn run(
                 install.output.trim().replace('\n', "; "),
                 run.config.runtime.display()
             ),
-            run.config
-                .text
-                .contains(&run.config.runtime.display().to_string()),
+            install
+                .registered_text()
+                .is_ok_and(|t| t.contains(&run.config.runtime.display().to_string())),
             t,
         );
     }

@@ -57,10 +57,33 @@ impl NodeInstall {
             runtime.display().to_string(),
             "--runtime-path".into(),
             me.runtime_path.display().to_string(),
+            // The 2.x handler goes into a drop-in that config.toml imports: inside the node dir,
+            // never the host's /etc/containerd/conf.d.
+            "--containerd-dropin-dir".into(),
+            me.dropin_dir().display().to_string(),
+            "--containerd-major".into(),
+            "2".into(),
         ];
         args.extend(me.common_args());
         me.output = me.run(&args)?;
         Ok(me)
+    }
+
+    /// Where the installer puts the handler's drop-in.
+    pub fn dropin_dir(&self) -> PathBuf {
+        self.node.join("etc/containerd/conf.d")
+    }
+
+    /// config.toml and the drop-ins, as the installer left them: where the handler is.
+    pub fn registered_text(&self) -> Result<String> {
+        let mut text = self.config_text()?;
+        if let Ok(entries) = std::fs::read_dir(self.dropin_dir()) {
+            for entry in entries.flatten() {
+                text.push('\n');
+                text.push_str(&std::fs::read_to_string(entry.path())?);
+            }
+        }
+        Ok(text)
     }
 
     /// The containerd config as the installer left it.
