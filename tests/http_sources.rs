@@ -439,54 +439,74 @@ fn five_hundred_pods() {
     );
 }
 
-/// Lookup latency over TLS against the stand-in. Run in release:
+/// Where a kubelet lookup's time goes, over TLS against the stand-in with an RSA-2048 serving
+/// key (a kubelet's self-signed default): preparing the client (kubeconfig, keys, trust), a
+/// request with a tiny answer (connection + handshake), `GET /pods`, parsing it (the scanner
+/// and the serde view), and the whole lookup. Run in release:
 /// `cargo test --release --test http_sources -- --ignored --nocapture kubelet_lookup_latency`
 #[test]
 #[ignore = "benchmark; run with --release --ignored"]
 fn kubelet_lookup_latency() {
-    let s = setup(Behaviour::Serve);
+    use strict_supplementalgroups::podgroups::podlist::PodListView;
+
+    fn stats(mut t: Vec<Duration>) -> String {
+        t.sort();
+        format!("min {:>8.2?} median {:>8.2?}", t[0], t[t.len() / 2])
+    }
+    fn time<T>(rounds: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
+        (0..rounds)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(f());
+                started.elapsed()
+            })
+            .collect()
+    }
+    let s = setup_with(
+        TestPki::with_keys(KeyKind::Rsa2048, KeyKind::EcP256).unwrap(),
+        Behaviour::Serve,
+        KubeconfigStyle::CombinedFile,
+    );
+    let source = KubeletSource::new(s.config.clone());
+    let rounds = 40;
     for n in [110usize, 1_000, 5_000] {
         let mut items = filler_pods(n - 1);
         items.push(pod("user-alice", "bypass-pod", "u1", &[60000], None));
         let list = pod_list(items);
-        let bytes = serde_json::to_vec(&list).unwrap().len();
+        let body = serde_json::to_vec(&list).unwrap();
         s.kubelet.set_pods(list);
-        let mut times = Vec::new();
-        for _ in 0..30 {
-            let started = Instant::now();
-            lookup(&s.config, &alice()).unwrap();
-            times.push(started.elapsed());
-        }
-        times.sort();
-        let client = KubeletSource::new(s.config.clone()).client().unwrap();
-        let mut transfer = Vec::new();
-        for _ in 0..10 {
-            let started = Instant::now();
-            let budget = KubeletSource::new(s.config.clone()).budget(started);
-            std::hint::black_box(client.get("/pods", &budget).unwrap());
-            transfer.push(started.elapsed());
-        }
-        transfer.sort();
+        println!("{n} pods ({} KiB):", body.len() / 1024);
         println!(
-            "      GET only: min {:?} median {:?}",
-            transfer[0], transfer[5]
+            "  client setup  {}",
+            stats(time(rounds, || source.client().unwrap()))
         );
-        let body = serde_json::to_vec(&pod_list(filler_pods(n))).unwrap();
-        let mut parse = Vec::new();
-        for _ in 0..10 {
-            let started = Instant::now();
-            let list = podscan::scan_pod_list(&body, &alice()).unwrap();
-            std::hint::black_box(find_pod(list.validate().unwrap(), &alice(), "x").ok());
-            parse.push(started.elapsed());
-        }
-        parse.sort();
-        println!("      parse only: min {:?} median {:?}", parse[0], parse[5]);
+        let client = source.client().unwrap();
+        let budget = || source.budget(Instant::now());
         println!(
-            "{n:>5} pods ({:>5} KiB): min {:?} median {:?} p90 {:?}",
-            bytes / 1024,
-            times[0],
-            times[times.len() / 2],
-            times[times.len() * 9 / 10]
+            "  tiny GET      {}",
+            stats(time(rounds, || client.get("/nothing", &budget()).unwrap()))
+        );
+        println!(
+            "  GET /pods     {}",
+            stats(time(rounds, || client.get("/pods", &budget()).unwrap()))
+        );
+        println!(
+            "  scan          {}",
+            stats(time(rounds, || {
+                let list = podscan::scan_pod_list(&body, &alice()).unwrap();
+                find_pod(list.validate().unwrap(), &alice(), "x").is_ok()
+            }))
+        );
+        println!(
+            "  serde view    {}",
+            stats(time(rounds, || {
+                let list: PodListView = serde_json::from_slice(&body).unwrap();
+                find_pod(list.validate().unwrap(), &alice(), "x").is_ok()
+            }))
+        );
+        println!(
+            "  lookup        {}",
+            stats(time(rounds, || lookup(&s.config, &alice()).unwrap()))
         );
     }
 }
@@ -582,4 +602,90 @@ fn apiserver_url_overrides_the_kubeconfig() {
     ApiServerSource::new(config)
         .lookup(&pod_ref("bypass-pod", "u1"))
         .unwrap();
+}
+
+/// The kubelet lookup as a runtime process does it (a fresh `explain` per lookup, a pod uid the
+/// cache has never seen), for several runtime binaries interleaved round by round, so that the
+/// load of a shared machine hits them alike: `SSG_RUNTIMES=/path/a,/path/b cargo test --release
+/// --test http_sources -- --ignored --nocapture explain_lookup_latency_of_binaries`. Prints the
+/// stage's own time (`elapsed_us`) and the process's minor page faults.
+#[test]
+#[ignore = "benchmark; run with --release --ignored and SSG_RUNTIMES"]
+fn explain_lookup_latency_of_binaries() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let Ok(list) = std::env::var("SSG_RUNTIMES") else {
+        eprintln!("set SSG_RUNTIMES to a comma-separated list of runtime binaries");
+        return;
+    };
+    let binaries: Vec<&str> = list.split(',').collect();
+    let s = setup_with(
+        TestPki::with_keys(KeyKind::Rsa2048, KeyKind::EcP256).unwrap(),
+        Behaviour::Serve,
+        KubeconfigStyle::CombinedFile,
+    );
+    let dir = s.dir.path();
+    let config = dir.join("runtime.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "pod-groups-source = \"kubelet\"\nkubelet-url = {:?}\nkubeconfig = {:?}\n\
+             kubelet-ca-file = {:?}\n",
+            s.config.kubelet_url,
+            s.config.kubeconfig.display().to_string(),
+            s.files.ca_cert.display().to_string()
+        ),
+    )
+    .unwrap();
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::copy(
+        test_support::fixtures::containerd_fixture("app-bypass-pod.config.json"),
+        bundle.join("config.json"),
+    )
+    .unwrap();
+    for n in [110usize, 1_000] {
+        let mut items = filler_pods(n - 1);
+        items.push(pod("user-alice", "bypass-pod", "u1", &[60000], None));
+        s.kubelet.set_pods(pod_list(items));
+        let mut samples: Vec<Vec<(u64, i64)>> = vec![Vec::new(); binaries.len()];
+        for _ in 0..40 {
+            for (i, binary) in binaries.iter().enumerate() {
+                // Reaped below with wait4, which also gives its resource usage.
+                #[allow(clippy::zombie_processes)]
+                let child = std::process::Command::new(binary)
+                    .args(["--root", dir.join("root").to_str().unwrap()])
+                    .args(["explain", "--format", "json", "--bundle"])
+                    .arg(&bundle)
+                    .env("STRICT_SUPPLEMENTALGROUPS_CONFIG", &config)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let pid = child.id() as i32;
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut child.stdout.unwrap(), &mut out).unwrap();
+                let mut status = 0;
+                // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+                let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+                // SAFETY: pid is our child, status and usage are valid pointers.
+                unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+                assert!(
+                    std::process::ExitStatus::from_raw(status).success(),
+                    "{binary}"
+                );
+                let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                samples[i].push((report["elapsed_us"].as_u64().unwrap(), usage.ru_minflt));
+            }
+        }
+        for (binary, mut t) in binaries.iter().zip(samples) {
+            t.sort();
+            println!(
+                "{n:>5} pods  {binary}: stage min {} µs, median {} µs; minor faults median {}",
+                t[0].0,
+                t[t.len() / 2].0,
+                t[t.len() / 2].1
+            );
+        }
+    }
 }

@@ -26,7 +26,8 @@
 //! with an error naming the volume and the claim: the container is refused, the kubelet
 //! retries, exactly as the kubelet itself would not start a pod whose volumes it cannot
 //! resolve. Nothing here does I/O: the claims and volumes come from a [`ClaimStore`] (the API
-//! server, or the objects of a pods file).
+//! server, or the objects of a pods file). Over half of this file is the unit tests, one or
+//! more per rule, with an in-memory store.
 
 use anyhow::{anyhow, bail};
 

@@ -16,8 +16,10 @@
 //!
 //! What stays hand-made, and why: the retry loop (ureq retries nothing but a stale pooled
 //! connection), the status sentences (they name the Kubernetes permission), the TLS verifier
-//! for loopback URLs and the failure sentences ([`tls`]). Nothing here runs, and no crypto is
-//! initialised, unless a lookup misses the cache.
+//! for loopback URLs and the failure sentences ([`tls`]), and a read buffer under rustls
+//! ([`transport`]). Nothing here runs, and no crypto is initialised, unless a lookup misses the
+//! cache. (This file is a little over 500 lines because the status sentences for the three
+//! permissions live here, with the retry loop they belong to.)
 
 pub mod tls;
 pub mod transport;
