@@ -21,6 +21,7 @@
 //! cache. (This file is a little over 500 lines because the status sentences for the three
 //! permissions live here, with the retry loop they belong to.)
 
+pub mod body;
 pub mod tls;
 pub mod transport;
 
@@ -33,13 +34,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use ureq::http::Uri;
 use ureq::unversioned::resolver::DefaultResolver;
 
+pub use body::Body;
 use tls::TlsClient;
 pub use tls::{ClientIdentity, TlsSetup, Trust};
 use transport::TlsConnector;
 
 /// Largest body accepted: a PodList of 5,000 realistic pods is about 24 MiB. Bodies are read as
 /// they arrive, never allocated up front from a Content-Length.
-pub const MAX_BODY: u64 = 128 * 1024 * 1024;
+pub const MAX_BODY: usize = 128 * 1024 * 1024;
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// First pause between attempts; doubled each time, capped at [`MAX_BACKOFF`].
@@ -138,7 +140,7 @@ pub struct Budget {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Body,
     pub attempts: u32,
     pub elapsed: Duration,
 }
@@ -294,7 +296,7 @@ impl HttpsClient {
     }
 
     /// One request and its whole response, within `timeout`.
-    fn attempt(&self, url: &str, timeout: Duration) -> Result<(u16, Vec<u8>), FailKind> {
+    fn attempt(&self, url: &str, timeout: Duration) -> Result<(u16, Body), FailKind> {
         let mut response = self
             .agent
             .get(url)
@@ -304,12 +306,17 @@ impl HttpsClient {
             .call()
             .map_err(|e| self.fail(e, "reading the response", timeout))?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| self.fail(e, "reading the response", timeout))?;
+        let reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        let body = Body::read_all(reader, MAX_BODY).map_err(|e| {
+            if e.kind() == io::ErrorKind::FileTooLarge {
+                FailKind::Protocol {
+                    addr: self.endpoint.authority(),
+                    reason: e.to_string(),
+                }
+            } else {
+                self.fail(ureq::Error::from(e), "reading the response", timeout)
+            }
+        })?;
         Ok((status, body))
     }
 
