@@ -435,6 +435,24 @@ fn a_persistent_volumes_gid_is_kept_and_explained() {
         "{}",
         text.stdout
     );
+    let json = env
+        .runtime
+        .run(&[
+            "explain",
+            "--format",
+            "json",
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+        ])
+        .unwrap()
+        .expect_ok("explain json");
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        report["pod_groups"]["volume_gids"],
+        serde_json::json!([{"gid": 50000, "volume": "shared", "claim": "shared",
+                            "persistent_volume": "pv-shared"}]),
+        "{report}"
+    );
 
     let id = "app-pv";
     let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
