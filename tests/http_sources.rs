@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use strict_supplementalgroups::config::HttpSourceConfig;
-use strict_supplementalgroups::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
+use strict_supplementalgroups::pod::{
+    ContainerKind, LookupError, PodGroups, PodGroupsSource, PodRef,
+};
 use strict_supplementalgroups::podgroups::CacheWrites;
 use strict_supplementalgroups::podgroups::apiserver::ApiServerSource;
 use strict_supplementalgroups::podgroups::cache::{CachedSource, PodGroupsCache};
@@ -92,6 +94,14 @@ fn err_text(r: Result<PodGroups, LookupError>) -> String {
 fn success() {
     let s = setup(Behaviour::Serve);
     let g = lookup(&s.config, &alice()).unwrap();
+    // The stand-in's pods run as group 1000, with one container `app` of no group of its own.
+    let containers: Vec<_> = g
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind, c.run_as_group))
+        .collect();
+    assert_eq!(containers, [("app", ContainerKind::Regular, None)]);
+    assert_eq!(g.run_as_group, Some(1000));
     assert_eq!(
         (g.uid.as_str(), g.supplemental_groups, g.fs_group),
         ("u1", vec![60000], None)
@@ -558,6 +568,7 @@ fn one_pod_per_request() {
     let source = ApiServerSource::new(config);
     let g = source.lookup(&pod_ref("bypass-pod", "u1")).unwrap();
     assert_eq!(g.granted().collect::<Vec<_>>(), vec![60000, 70000]);
+    assert_eq!(g.run_as_group, Some(1000));
     assert_eq!(
         server.seen()[0].path,
         "/api/v1/namespaces/user-alice/pods/bypass-pod"
