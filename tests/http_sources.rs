@@ -700,3 +700,31 @@ fn explain_lookup_latency_of_binaries() {
         }
     }
 }
+
+/// A server that accepts the connection but never speaks TLS: the handshake times out within
+/// request-timeout and is not retried (the server took the connection; asking again only adds
+/// load), and the message says where it stopped.
+#[test]
+fn a_silent_server_times_out_in_the_handshake_once() {
+    let (_pki, _dir, _server, mut config) = api_setup(Behaviour::Serve);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.apiserver_url = Some(format!("https://{}", silent.local_addr().unwrap()));
+    config.request_timeout = Duration::from_millis(300);
+    config.lookup_deadline = Duration::from_secs(3);
+    config.retries = 2;
+    let started = Instant::now();
+    let err = format!(
+        "{:#}",
+        ApiServerSource::new(config)
+            .lookup(&pod_ref("bypass-pod", "u1"))
+            .unwrap_err()
+    );
+    let took = started.elapsed();
+    assert!(err.contains("(TLS handshake)"), "{err}");
+    assert!(err.contains("1 attempt "), "{err}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    drop(silent);
+}

@@ -16,10 +16,11 @@
 //!
 //! What stays hand-made, and why: the retry loop (ureq retries nothing but a stale pooled
 //! connection), the status sentences (they name the Kubernetes permission), the TLS verifier
-//! for loopback URLs and the failure sentences ([`tls`]), and a read buffer under rustls
-//! ([`transport`]). Nothing here runs, and no crypto is initialised, unless a lookup misses the
-//! cache. (This file is a little over 500 lines because the status sentences for the three
-//! permissions live here, with the retry loop they belong to.)
+//! for loopback URLs and the failure sentences ([`tls`]), and where a large body is kept
+//! ([`body`]). The socket, its timeouts and its read buffer are ureq's own TCP transport.
+//! Nothing here runs, and no crypto is initialised, unless a lookup misses the cache. (This
+//! file is a little over 500 lines because the status sentences for the three permissions live
+//! here, with the retry loop they belong to.)
 
 pub mod body;
 pub mod tls;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ureq::http::Uri;
 use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector as _, TcpConnector};
 
 pub use body::Body;
 use tls::TlsClient;
@@ -47,6 +49,8 @@ const MAX_HEAD: usize = 64 * 1024;
 /// First pause between attempts; doubled each time, capped at [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How much longer than its connection an attempt may take as a whole; see `attempt`.
+const CONNECT_GRACE: Duration = Duration::from_millis(25);
 
 /// An `https://host[:port][/base]` URL, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,7 +223,11 @@ impl HttpsClient {
             .accept("application/json")
             .max_response_header_size(MAX_HEAD)
             .build();
-        let agent = ureq::Agent::with_parts(config, connector.clone(), DefaultResolver::default());
+        let agent = ureq::Agent::with_parts(
+            config,
+            ().chain(TcpConnector::default()).chain(connector.clone()),
+            DefaultResolver::default(),
+        );
         Ok(Self {
             endpoint,
             agent,
@@ -297,11 +305,15 @@ impl HttpsClient {
 
     /// One request and its whole response, within `timeout`.
     fn attempt(&self, url: &str, timeout: Duration) -> Result<(u16, Body), FailKind> {
+        // The connection (TCP and TLS) gets the attempt's time, the whole attempt a little
+        // more: so a connect that times out is reported as ureq's Connect timeout (retried),
+        // and anything later as the global one (not retried).
         let mut response = self
             .agent
             .get(url)
             .config()
-            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .timeout_global(Some(timeout + CONNECT_GRACE))
             .build()
             .call()
             .map_err(|e| self.fail(e, "reading the response", timeout))?;
@@ -331,6 +343,18 @@ impl HttpsClient {
                     reason: other.to_string(),
                 },
             },
+            // Errors of connect(2): nothing was sent yet.
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::HostUnreachable
+                        | io::ErrorKind::NetworkUnreachable
+                        | io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                FailKind::Connect { addr, cause: io }
+            }
             ureq::Error::Io(io) => self.connector.classify(io, phase, Some(timeout)),
             ureq::Error::Timeout(t) => FailKind::Timeout {
                 addr,
