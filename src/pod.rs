@@ -61,6 +61,25 @@ pub struct VolumeGid {
     pub persistent_volume: String,
 }
 
+/// A pod volume and the PersistentVolumeClaim behind it, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeClaimRef {
+    /// `spec.volumes[].name`.
+    pub volume: String,
+    /// `namespace/name` of the claim.
+    pub claim: String,
+}
+
+impl fmt::Display for VolumeClaimRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "volume {:?} (PersistentVolumeClaim {})",
+            self.volume, self.claim
+        )
+    }
+}
+
 /// Which list of the pod spec a container is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -128,6 +147,15 @@ pub enum LookupError {
         pod: PodRef,
         reason: String,
         source_name: &'static str,
+    },
+    /// A volume whose PersistentVolume may carry a gid could not be resolved (claim missing,
+    /// not bound, PersistentVolume missing or bound to another claim, API server unreachable).
+    #[error("pod {pod}: cannot resolve {volume} through {source_name}: {cause:#}")]
+    Volume {
+        pod: PodRef,
+        volume: Box<VolumeClaimRef>,
+        source_name: &'static str,
+        cause: anyhow::Error,
     },
     #[error("looking up pod {pod} in {source_name}: {cause:#}")]
     Source {

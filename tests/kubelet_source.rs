@@ -11,7 +11,7 @@ use common::{TestEnv, require_root};
 use serde_json::Value;
 use test_support::certs::{KubeconfigStyle, PkiFiles, TestPki};
 use test_support::fixtures::{Adapt, adapt, containerd_fixture, load_json};
-use test_support::kubelet::{Behaviour, KubeletStandIn, filler_pods, pod, pod_list};
+use test_support::kubelet::{Behaviour, KubeletStandIn, filler_pods, pod, pod_list, pv, pvc};
 use test_support::process::groups_of;
 use test_support::rootfs::Bundle;
 use test_support::runtime::last_error_msg;
@@ -378,4 +378,144 @@ fn stage_time_with_and_without_the_cache() {
         hits[hits.len() / 2].1
     );
     assert_eq!(k.kubelet.requests(), 1);
+}
+
+/// A pod whose container mounts a claim bound to a PersistentVolume with gid 50000: the gid the
+/// image's /etc/group also grants is kept, because the volume grants it (Strict keeps it too);
+/// the claim and volume come from the API server (here the same stand-in) with the node's
+/// identity. When the volume is bound to another claim, create fails closed naming both.
+#[test]
+fn a_persistent_volumes_gid_is_kept_and_explained() {
+    if !require_root() {
+        return;
+    }
+    let k = kubelet_env("kubelet-pv");
+    let env = &k.env;
+    // The kubeconfig's server is the stand-in: it answers as the API server too.
+    k._pki
+        .write_kubeconfig(
+            &k.kubeconfig,
+            &k.kubelet.url(),
+            KubeconfigStyle::CombinedFile,
+        )
+        .unwrap();
+    let bypass_volumes =
+        serde_json::json!([{"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}]);
+    let bypass_mounts = serde_json::json!([{"name": "shared", "mountPath": "/shared"}]);
+    let mut bypass = pod("user-alice", "bypass-pod", "u1", &[60000], None);
+    bypass["spec"]["volumes"] = bypass_volumes.clone();
+    bypass["spec"]["containers"][0]["volumeMounts"] = bypass_mounts.clone();
+    k.kubelet.set_pods(pod_list(vec![bypass]));
+    k.kubelet.set_volumes(
+        vec![pvc("user-alice", "shared", "claim-uid", "pv-shared")],
+        vec![pv(
+            "pv-shared",
+            Some("50000"),
+            "user-alice",
+            "shared",
+            "claim-uid",
+        )],
+    );
+
+    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", "explained-pv", None);
+    let text = env
+        .runtime
+        .run(&["explain", "--bundle", bundle.dir.to_str().unwrap()])
+        .unwrap()
+        .expect_ok("explain");
+    assert!(
+        text.stdout.contains(
+            "volume gid:       50000 from PersistentVolume pv-shared (claim shared, volume \"shared\")"
+        ),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("dropped:          (none)"),
+        "{}",
+        text.stdout
+    );
+    let json = env
+        .runtime
+        .run(&[
+            "explain",
+            "--format",
+            "json",
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+        ])
+        .unwrap()
+        .expect_ok("explain json");
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        report["pod_groups"]["volume_gids"],
+        serde_json::json!([{"gid": 50000, "volume": "shared", "claim": "shared",
+                            "persistent_volume": "pv-shared"}]),
+        "{report}"
+    );
+
+    let id = "app-pv";
+    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
+    let before = std::fs::read(bundle.config_path()).unwrap();
+    let pid = env.create(&bundle, id, &[]);
+    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    assert_eq!(groups_of(pid).unwrap(), vec![1000, 50000, 60000]);
+    assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
+    let paths: Vec<String> = k.kubelet.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        &paths[paths.len() - 3..],
+        [
+            "/pods",
+            "/api/v1/namespaces/user-alice/persistentvolumeclaims/shared",
+            "/api/v1/persistentvolumes/pv-shared"
+        ]
+    );
+    env.runtime
+        .run(&["kill", id, "9"])
+        .unwrap()
+        .expect_ok("kill");
+    test_support::process::wait_gone(pid, Duration::from_secs(5)).unwrap();
+    env.runtime
+        .run(&["delete", "--force", id])
+        .unwrap()
+        .expect_ok("delete");
+
+    // The volume now belongs to another claim (a pod of another uid, so the cache of u1 is
+    // not used): the pod's groups cannot be determined, create fails and changes nothing.
+    let mut other_life = pod("user-alice", "bypass-pod", "u1-new", &[60000], None);
+    other_life["spec"]["volumes"] = bypass_volumes.clone();
+    other_life["spec"]["containers"][0]["volumeMounts"] = bypass_mounts.clone();
+    k.kubelet.set_pods(pod_list(vec![other_life]));
+    k.kubelet.set_volumes(
+        vec![pvc("user-alice", "shared", "claim-uid", "pv-shared")],
+        vec![pv(
+            "pv-shared",
+            Some("50000"),
+            "user-alice",
+            "shared",
+            "someone-elses",
+        )],
+    );
+    let id = "app-pv-refused";
+    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
+    let mut spec = bundle.read_config().unwrap();
+    spec["annotations"]["io.kubernetes.cri.sandbox-uid"] = "u1-new".into();
+    bundle.write_config(&spec).unwrap();
+    let before = std::fs::read(bundle.config_path()).unwrap();
+    let out = env
+        .runtime
+        .clone()
+        .with_cwd(&bundle.dir)
+        .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
+        .unwrap();
+    assert!(!out.success(), "create must fail");
+    let msg = last_error_msg(&env.log).unwrap();
+    assert!(
+        msg.contains("volume \"shared\" (PersistentVolumeClaim user-alice/shared)")
+            && msg.contains("bound to another claim")
+            && msg.contains("refusing to create"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
+    assert!(!env.root.join(id).exists());
 }

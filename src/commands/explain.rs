@@ -122,6 +122,13 @@ fn render_text(report: &Report<'_>, spec: &BundleSpec) -> String {
                 .map(|f| f.to_string())
                 .unwrap_or_else(|| "(none)".into())
         );
+        for v in &g.volume_gids {
+            let _ = writeln!(
+                out,
+                "volume gid:       {} from PersistentVolume {} (claim {}, volume {:?})",
+                v.gid, v.persistent_volume, v.claim, v.volume
+            );
+        }
     }
     let _ = writeln!(
         out,

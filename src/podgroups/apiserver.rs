@@ -3,16 +3,18 @@
 //! kubelet source: the server is the kubeconfig cluster's `server` (or `apiserver-url`), trusted
 //! through the cluster's certificate authority, verified for the cluster's `tls-server-name`
 //! when it has one; `insecure-skip-tls-verify = true` in this runtime's config turns that off.
-//! With the Node authorizer, a node's credentials may read exactly the pods bound to it.
+//! With the Node authorizer, a node's credentials may read exactly the pods bound to it, and
+//! their PersistentVolumeClaims and PersistentVolumes: [`ApiClaimStore`] reads those for both
+//! HTTP sources when a pod mounts claims (see `volumes`), over the same connection.
 
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 
-use super::https::{Budget, Endpoint, HttpsClient, TlsSetup, Trust};
+use super::https::{Budget, Endpoint, HttpsClient, Permission, TlsSetup, Trust, check_status};
 use super::kubeconfig::Kubeconfig;
-use super::kubelet::{Permission, check_status};
-use super::podlist::{PodView, groups_of};
+use super::podlist::{ObjectView, groups_of};
+use super::volumes::{ClaimStore, claims_of, volume_gids};
 use crate::config::HttpSourceConfig;
 use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
 
@@ -26,56 +28,57 @@ impl ApiServerSource {
     pub fn new(config: HttpSourceConfig) -> Self {
         Self { config }
     }
-
-    /// (client, server URL); reads the kubeconfig and prepares TLS, sends nothing.
-    fn client(&self) -> anyhow::Result<(HttpsClient, String)> {
-        let kubeconfig = Kubeconfig::load(&self.config.kubeconfig)?;
-        let url = match (&self.config.apiserver_url, &kubeconfig.server) {
-            (Some(url), _) => url.clone(),
-            (None, Some(server)) => server.clone(),
-            (None, None) => anyhow::bail!(
-                "kubeconfig {} names no server for cluster {:?}; set apiserver-url",
-                self.config.kubeconfig.display(),
-                kubeconfig.cluster_name
-            ),
-        };
-        let endpoint = Endpoint::parse(&url).context("API server URL")?;
-        let identity = kubeconfig.client_identity()?;
-        let trust = if self.config.insecure_skip_tls_verify {
-            Trust::InsecureSkipVerify
-        } else if let Some((certs, origin)) = kubeconfig.ca_certs()? {
-            Trust::Anchors { certs, origin }
-        } else {
-            anyhow::bail!(
-                "kubeconfig {} gives cluster {:?} no certificate-authority to verify the API \
-                 server with{}",
-                self.config.kubeconfig.display(),
-                kubeconfig.cluster_name,
-                if kubeconfig.insecure_skip_tls_verify {
-                    " (its insecure-skip-tls-verify is not honoured; only this runtime's own \
-                     insecure-skip-tls-verify = true is)"
-                } else {
-                    ""
-                }
-            );
-        };
-        let client = HttpsClient::new(
-            endpoint,
-            TlsSetup {
-                trust,
-                identity,
-                server_name: kubeconfig.tls_server_name.clone(),
-                loopback_alternatives: Vec::new(),
-                server_name_key: "the kubeconfig cluster's tls-server-name",
-            },
-        )?;
-        Ok((client, url))
-    }
 }
 
-/// A namespace or pod name as Kubernetes allows them (a DNS subdomain), so that it can go into
-/// the URL path as it is and never be `..` or carry a `/`.
-fn valid_name(text: &str) -> bool {
+/// A client for the API server the node's kubeconfig names (or `apiserver-url`), and that
+/// URL. Reads the kubeconfig and prepares TLS; sends nothing.
+pub fn api_client(config: &HttpSourceConfig) -> anyhow::Result<(HttpsClient, String)> {
+    let kubeconfig = Kubeconfig::load(&config.kubeconfig)?;
+    let url = match (&config.apiserver_url, &kubeconfig.server) {
+        (Some(url), _) => url.clone(),
+        (None, Some(server)) => server.clone(),
+        (None, None) => anyhow::bail!(
+            "kubeconfig {} names no server for cluster {:?}; set apiserver-url",
+            config.kubeconfig.display(),
+            kubeconfig.cluster_name
+        ),
+    };
+    let endpoint = Endpoint::parse(&url).context("API server URL")?;
+    let identity = kubeconfig.client_identity()?;
+    let trust = if config.insecure_skip_tls_verify {
+        Trust::InsecureSkipVerify
+    } else if let Some((certs, origin)) = kubeconfig.ca_certs()? {
+        Trust::Anchors { certs, origin }
+    } else {
+        anyhow::bail!(
+            "kubeconfig {} gives cluster {:?} no certificate-authority to verify the API \
+             server with{}",
+            config.kubeconfig.display(),
+            kubeconfig.cluster_name,
+            if kubeconfig.insecure_skip_tls_verify {
+                " (its insecure-skip-tls-verify is not honoured; only this runtime's own \
+                 insecure-skip-tls-verify = true is)"
+            } else {
+                ""
+            }
+        );
+    };
+    let client = HttpsClient::new(
+        endpoint,
+        TlsSetup {
+            trust,
+            identity,
+            server_name: kubeconfig.tls_server_name.clone(),
+            loopback_alternatives: Vec::new(),
+            server_name_key: "the kubeconfig cluster's tls-server-name",
+        },
+    )?;
+    Ok((client, url))
+}
+
+/// A namespace or object name as Kubernetes allows them (a DNS subdomain), so that it can go
+/// into the URL path as it is and never be `..` or carry a `/`.
+pub fn valid_name(text: &str) -> bool {
     let b = text.as_bytes();
     !b.is_empty()
         && b.len() <= 253
@@ -83,6 +86,65 @@ fn valid_name(text: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
         && b.first().is_some_and(u8::is_ascii_alphanumeric)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// PersistentVolumeClaims and PersistentVolumes read from the API server, one GET each, within
+/// the lookup's budget.
+pub struct ApiClaimStore<'a> {
+    pub client: &'a HttpsClient,
+    pub url: &'a str,
+    pub budget: Budget,
+    pub config: &'a HttpSourceConfig,
+}
+
+impl ApiClaimStore<'_> {
+    fn get(&self, path: &str, what: &str) -> anyhow::Result<Option<ObjectView>> {
+        let response = self.client.get(path, &self.budget)?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        check_status(
+            &response,
+            &format!("the API server at {}", self.url),
+            path,
+            &self.config.kubeconfig,
+            Permission::VolumesGet,
+        )?;
+        let found: ObjectView = serde_json::from_slice(&response.body).map_err(|e| {
+            anyhow!(
+                "{} answered GET {path} with something that is not a {what} ({e}): {}",
+                self.url,
+                response.body_snippet()
+            )
+        })?;
+        Ok(Some(found))
+    }
+}
+
+impl ClaimStore for ApiClaimStore<'_> {
+    fn describe(&self) -> String {
+        format!("the API server at {}", self.url)
+    }
+
+    fn claim(&self, namespace: &str, name: &str) -> anyhow::Result<Option<ObjectView>> {
+        if !valid_name(namespace) || !valid_name(name) {
+            anyhow::bail!("{namespace:?}/{name:?} is not a valid claim name");
+        }
+        self.get(
+            &format!("/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"),
+            "PersistentVolumeClaim",
+        )
+    }
+
+    fn volume(&self, name: &str) -> anyhow::Result<Option<ObjectView>> {
+        if !valid_name(name) {
+            anyhow::bail!("{name:?} is not a valid PersistentVolume name");
+        }
+        self.get(
+            &format!("/api/v1/persistentvolumes/{name}"),
+            "PersistentVolume",
+        )
+    }
 }
 
 impl PodGroupsSource for ApiServerSource {
@@ -103,8 +165,7 @@ impl PodGroupsSource for ApiServerSource {
             source_name: SOURCE_NAME,
             cause,
         };
-        let (client, url) = self
-            .client()
+        let (client, url) = api_client(&self.config)
             .map_err(|e| fail(e.context("preparing to ask the API server")))?;
         if !valid_name(&pod.namespace) || !valid_name(&pod.name) {
             return Err(fail(anyhow!(
@@ -134,18 +195,20 @@ impl PodGroupsSource for ApiServerSource {
             Permission::PodsGet,
         )
         .map_err(fail)?;
-        let found: PodView = serde_json::from_slice(&response.body).map_err(|e| {
+        let found: ObjectView = serde_json::from_slice(&response.body).map_err(|e| {
             fail(anyhow!(
                 "{url} answered GET {path} with something that is not a Pod ({e}): {}",
                 response.body_snippet()
             ))
         })?;
         let meta = &found.metadata;
-        if meta.namespace.as_deref() != Some(pod.namespace.as_str())
+        if !found.is_pod()
+            || meta.namespace.as_deref() != Some(pod.namespace.as_str())
             || meta.name.as_deref() != Some(pod.name.as_str())
         {
             return Err(fail(anyhow!(
-                "{url} answered GET {path} with another pod ({}/{})",
+                "{url} answered GET {path} with another object ({} {}/{})",
+                found.kind.as_deref().unwrap_or("Pod"),
                 meta.namespace.as_deref().unwrap_or("?"),
                 meta.name.as_deref().unwrap_or("?")
             )));
@@ -160,13 +223,25 @@ impl PodGroupsSource for ApiServerSource {
                 });
             }
         }
+        let mut groups = groups_of(&found, pod, SOURCE_NAME)?;
+        let claims = claims_of(&found, pod, SOURCE_NAME)?;
+        if !claims.is_empty() {
+            let store = ApiClaimStore {
+                client: &client,
+                url: &url,
+                budget,
+                config: &self.config,
+            };
+            groups.volume_gids = volume_gids(&found, pod, &claims, &store, SOURCE_NAME)?;
+        }
         tracing::debug!(
             url = url.as_str(),
             attempts = response.attempts,
+            claims = claims.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "API server pod lookup"
         );
-        groups_of(&found, pod, found_uid, SOURCE_NAME)
+        Ok(groups)
     }
 }
 
@@ -182,106 +257,5 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "A", "-a", "a-", "a b", "a%2F"] {
             assert!(!valid_name(bad), "{bad}");
         }
-    }
-}
-
-#[cfg(test)]
-mod standin_tests {
-    use std::time::Duration;
-
-    use test_support::certs::{KubeconfigStyle, TestPki};
-    use test_support::kubelet::{Behaviour, KubeletStandIn, pod, pod_list};
-
-    use super::*;
-
-    fn setup(
-        behaviour: Behaviour,
-    ) -> (TestPki, tempfile::TempDir, KubeletStandIn, HttpSourceConfig) {
-        let pki = TestPki::new().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let server = KubeletStandIn::start(&pki, behaviour).unwrap();
-        server.set_pods(pod_list(vec![pod(
-            "user-alice",
-            "bypass-pod",
-            "u1",
-            &[60000],
-            Some(70000),
-        )]));
-        let kubeconfig = dir.path().join("kubelet.conf");
-        pki.write_kubeconfig(&kubeconfig, &server.url(), KubeconfigStyle::FilePaths)
-            .unwrap();
-        let config = HttpSourceConfig {
-            kubelet_url: "https://127.0.0.1:1".into(),
-            kubeconfig,
-            ca_file: None,
-            tls_server_name: None,
-            insecure_skip_tls_verify: false,
-            request_timeout: Duration::from_secs(2),
-            lookup_deadline: Duration::from_secs(5),
-            retries: 2,
-            cache_max_age: Duration::from_secs(3600),
-            apiserver_url: None,
-        };
-        (pki, dir, server, config)
-    }
-
-    fn pod_ref(name: &str, uid: &str) -> PodRef {
-        PodRef {
-            namespace: "user-alice".into(),
-            name: name.into(),
-            uid: Some(uid.into()),
-        }
-    }
-
-    #[test]
-    fn one_pod_per_request() {
-        let (_pki, _dir, server, config) = setup(Behaviour::Serve);
-        let source = ApiServerSource::new(config);
-        let g = source.lookup(&pod_ref("bypass-pod", "u1")).unwrap();
-        assert_eq!(g.granted().collect::<Vec<_>>(), vec![60000, 70000]);
-        assert_eq!(
-            server.seen()[0].path,
-            "/api/v1/namespaces/user-alice/pods/bypass-pod"
-        );
-        let err = source.lookup(&pod_ref("ghost", "u9")).unwrap_err();
-        assert!(matches!(err, LookupError::NotFound { .. }), "{err}");
-        let err = source.lookup(&pod_ref("bypass-pod", "u2")).unwrap_err();
-        assert!(matches!(err, LookupError::UidMismatch { .. }), "{err}");
-    }
-
-    #[test]
-    fn forbidden_and_retries() {
-        let (_pki, _dir, server, config) = setup(Behaviour::Status(403));
-        let source = ApiServerSource::new(config);
-        let err = format!(
-            "{:#}",
-            source.lookup(&pod_ref("bypass-pod", "u1")).unwrap_err()
-        );
-        assert!(err.contains("403") && err.contains("get pods"), "{err}");
-        server.set_behaviour(Behaviour::StatusThenServe {
-            status: 503,
-            times: 1,
-        });
-        source.lookup(&pod_ref("bypass-pod", "u1")).unwrap();
-        assert_eq!(server.requests(), 3);
-    }
-
-    #[test]
-    fn apiserver_url_overrides_the_kubeconfig() {
-        let (_pki, _dir, server, mut config) = setup(Behaviour::Serve);
-        let url = server.url();
-        config.apiserver_url = Some("https://127.0.0.1:1".into());
-        config.lookup_deadline = Duration::from_millis(500);
-        let err = format!(
-            "{:#}",
-            ApiServerSource::new(config.clone())
-                .lookup(&pod_ref("bypass-pod", "u1"))
-                .unwrap_err()
-        );
-        assert!(err.contains("https://127.0.0.1:1"), "{err}");
-        config.apiserver_url = Some(url);
-        ApiServerSource::new(config)
-            .lookup(&pod_ref("bypass-pod", "u1"))
-            .unwrap();
     }
 }

@@ -1,13 +1,22 @@
 //! A PodList file on local disk (JSON or YAML, as `kubectl get pods -A -o json|yaml` prints
 //! it): for the demo, for tests, and for air-gapped nodes managed by other tooling.
 //! Read on every lookup, so an updated file takes effect for the next container.
+//!
+//! The file may be a `List` that also holds the PersistentVolumeClaims and PersistentVolumes of
+//! its pods (`kubectl get pods,pvc,pv -A -o json`: every item carries its `kind`; items of a
+//! `PodList` carry none and are pods): a pod's volume gids are then resolved from them by the
+//! same rules as through the API server (see `volumes`), and a pod whose claims are not in the
+//! file fails like one whose claims the API server does not have.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::podlist::{PodListView, find_pod};
+use super::podlist::{ObjectView, PodListView, find_pod, groups_of};
+use super::volumes::{ClaimStore, claims_of, volume_gids};
 use crate::pod::{LookupError, PodGroups, PodGroupsSource, PodRef};
+
+const SOURCE_NAME: &str = "pods file";
 
 pub struct FileSource {
     path: PathBuf,
@@ -36,6 +45,39 @@ pub fn parse_pod_list(bytes: &[u8]) -> anyhow::Result<PodListView> {
     }
 }
 
+/// The claims and volumes among a file's items.
+struct FileClaims<'a> {
+    path: &'a std::path::Path,
+    items: &'a [ObjectView],
+}
+
+impl FileClaims<'_> {
+    fn find(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<ObjectView> {
+        self.items
+            .iter()
+            .find(|i| {
+                i.kind.as_deref() == Some(kind)
+                    && i.metadata.name.as_deref() == Some(name)
+                    && namespace.is_none_or(|ns| i.metadata.namespace.as_deref() == Some(ns))
+            })
+            .cloned()
+    }
+}
+
+impl ClaimStore for FileClaims<'_> {
+    fn describe(&self) -> String {
+        format!("pods file {}", self.path.display())
+    }
+
+    fn claim(&self, namespace: &str, name: &str) -> anyhow::Result<Option<ObjectView>> {
+        Ok(self.find("PersistentVolumeClaim", Some(namespace), name))
+    }
+
+    fn volume(&self, name: &str) -> anyhow::Result<Option<ObjectView>> {
+        Ok(self.find("PersistentVolume", None, name))
+    }
+}
+
 impl PodGroupsSource for FileSource {
     fn describe(&self) -> String {
         format!("pods file {}", self.path.display())
@@ -44,14 +86,24 @@ impl PodGroupsSource for FileSource {
     fn lookup(&self, pod: &PodRef) -> Result<PodGroups, LookupError> {
         let source = |cause: anyhow::Error| LookupError::Source {
             pod: pod.clone(),
-            source_name: "pods file",
+            source_name: SOURCE_NAME,
             cause,
         };
         let list = self.read().map_err(source)?;
         let items = list
             .validate()
             .map_err(|reason| source(anyhow::anyhow!("{}: {reason}", self.path.display())))?;
-        find_pod(items, pod, "pods file")
+        let found = find_pod(items, pod, SOURCE_NAME)?;
+        let mut groups = groups_of(found, pod, SOURCE_NAME)?;
+        let claims = claims_of(found, pod, SOURCE_NAME)?;
+        if !claims.is_empty() {
+            let store = FileClaims {
+                path: &self.path,
+                items,
+            };
+            groups.volume_gids = volume_gids(found, pod, &claims, &store, SOURCE_NAME)?;
+        }
+        Ok(groups)
     }
 }
 
@@ -75,13 +127,13 @@ mod tests {
             &yaml,
             "apiVersion: v1\nkind: List\nitems:\n- metadata:\n    namespace: user-alice\n    \
              name: bypass-pod\n    uid: u1\n  spec:\n    securityContext:\n      \
-             supplementalGroups: [60000]\n      fsGroup: 70000\n",
+             supplementalGroups: [60000]\n      fsGroup: 70000\n      runAsGroup: 1000\n",
         )
         .unwrap();
         let g = FileSource::new(yaml).lookup(&pod()).unwrap();
         assert_eq!(
-            (g.supplemental_groups, g.fs_group),
-            (vec![60000], Some(70000))
+            (g.supplemental_groups, g.fs_group, g.run_as_group),
+            (vec![60000], Some(70000), Some(1000))
         );
 
         let json = dir.path().join("pods.json");

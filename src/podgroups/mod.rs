@@ -1,8 +1,11 @@
-//! Where a pod's `supplementalGroups` and `fsGroup` come from.
+//! Where a pod's groups come from: its `supplementalGroups`, `fsGroup`, the gids of its
+//! PersistentVolumes, and the `runAsGroup`s of the pod and its containers.
 //!
 //! The OCI spec does not carry them (containerd resets the sandbox's list, merges the image's
 //! groups into the app's, and exec processes carry no annotations), so they are asked of a
-//! source: a local PodList file, the kubelet, or the API server.
+//! source: a local PodList file, the kubelet, or the API server. `podlist` reads the objects,
+//! `volumes` turns a pod's claims into gids by the kubelet's rules, `https` is the client of
+//! the two HTTP sources.
 
 pub mod apiserver;
 pub mod cache;
@@ -12,6 +15,7 @@ pub mod kubeconfig;
 pub mod kubelet;
 pub mod podlist;
 pub mod podscan;
+pub mod volumes;
 
 use crate::pod::PodGroupsSource;
 

@@ -1,29 +1,161 @@
-//! Reads only what is needed from a PodList (`kubectl get pods -A -o json`, the kubelet's
-//! `/pods`): namespace, name, uid, supplementalGroups and fsGroup. Every other field of every
-//! pod is skipped by the deserializer without being built, which keeps a 5,000-pod reply cheap.
+//! Reads only what is needed from Kubernetes objects: from a pod its namespace, name, uid, the
+//! groups of its security context, every container's `runAsGroup`, and the volumes that may
+//! carry a PersistentVolume gid; from a PersistentVolumeClaim and a PersistentVolume the
+//! binding between them and the gid annotation. Every other field is skipped by the
+//! deserializer without being built, which keeps a 5,000-pod reply cheap.
+//!
+//! One view type serves the three kinds ([`ObjectView`]): a `List` in a pods file mixes them,
+//! and their fields do not collide (`spec.volumeName` is a claim's, `spec.claimRef` a volume's,
+//! the rest a pod's).
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
-use crate::pod::{LookupError, PodGroups, PodRef};
+use crate::pod::{ContainerGroups, ContainerKind, LookupError, PodGroups, PodRef};
+
+/// The annotation a PersistentVolume carries its gid in (`pv.beta.kubernetes.io/gid`).
+pub const VOLUME_GID_ANNOTATION: &str = "pv.beta.kubernetes.io/gid";
 
 #[derive(Deserialize)]
 pub struct PodListView {
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
-    pub items: Option<Vec<PodView>>,
+    pub items: Option<Vec<ObjectView>>,
 }
 
-#[derive(Deserialize)]
-pub struct PodView {
+/// A pod, a PersistentVolumeClaim or a PersistentVolume, as far as this runtime reads them.
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct ObjectView {
+    #[serde(default)]
+    pub kind: Option<String>,
     #[serde(default)]
     pub metadata: MetadataView,
     #[serde(default)]
     pub spec: Option<SpecView>,
+    #[serde(default)]
+    pub status: Option<StatusView>,
 }
 
-#[derive(Deserialize, Default)]
+/// A pod as the sources read it.
+pub type PodView = ObjectView;
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
 pub struct MetadataView {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// Set on an object that is being deleted (a claim in that state must not be used).
+    #[serde(default)]
+    pub deletion_timestamp: Option<IgnoredAny>,
+    #[serde(default)]
+    pub owner_references: Option<Vec<OwnerReferenceView>>,
+    #[serde(default)]
+    pub annotations: Option<AnnotationsView>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct OwnerReferenceView {
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub controller: Option<bool>,
+}
+
+/// The only annotation read (of a PersistentVolume); the others are skipped.
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct AnnotationsView {
+    #[serde(default, rename = "pv.beta.kubernetes.io/gid")]
+    pub volume_gid: Option<String>,
+}
+
+/// The spec fields read from the three kinds.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecView {
+    // Pod.
+    #[serde(default)]
+    pub security_context: Option<PodSecurityContextView>,
+    #[serde(default)]
+    pub volumes: Option<Vec<PodVolumeView>>,
+    #[serde(default)]
+    pub init_containers: Option<Vec<ContainerView>>,
+    #[serde(default)]
+    pub containers: Option<Vec<ContainerView>>,
+    #[serde(default)]
+    pub ephemeral_containers: Option<Vec<ContainerView>>,
+    // PersistentVolumeClaim.
+    #[serde(default)]
+    pub volume_name: Option<String>,
+    // PersistentVolume.
+    #[serde(default)]
+    pub claim_ref: Option<ClaimRefView>,
+}
+
+/// Kubernetes declares these int64; out-of-range values are rejected, not truncated.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContextView {
+    #[serde(default)]
+    pub supplemental_groups: Option<Vec<i64>>,
+    #[serde(default)]
+    pub fs_group: Option<i64>,
+    #[serde(default)]
+    pub run_as_group: Option<i64>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub security_context: Option<ContainerSecurityContextView>,
+    #[serde(default)]
+    pub volume_mounts: Option<Vec<VolumeUseView>>,
+    #[serde(default)]
+    pub volume_devices: Option<Vec<VolumeUseView>>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSecurityContextView {
+    #[serde(default)]
+    pub run_as_group: Option<i64>,
+}
+
+/// A `volumeMounts` or `volumeDevices` entry: which pod volume a container uses.
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct VolumeUseView {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct PodVolumeView {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub persistent_volume_claim: Option<ClaimSourceView>,
+    /// A generic ephemeral volume; only its presence matters (its claim is `<pod>-<volume>`).
+    #[serde(default)]
+    pub ephemeral: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSourceView {
+    #[serde(default)]
+    pub claim_name: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct ClaimRefView {
     #[serde(default)]
     pub namespace: Option<String>,
     #[serde(default)]
@@ -32,24 +164,22 @@ pub struct MetadataView {
     pub uid: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-pub struct SpecView {
-    #[serde(default, rename = "securityContext")]
-    pub security_context: Option<SecurityContextView>,
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct StatusView {
+    #[serde(default)]
+    pub phase: Option<String>,
 }
 
-/// Kubernetes declares these int64; out-of-range values are rejected, not truncated.
-#[derive(Deserialize, Default)]
-pub struct SecurityContextView {
-    #[serde(default, rename = "supplementalGroups")]
-    pub supplemental_groups: Option<Vec<i64>>,
-    #[serde(default, rename = "fsGroup")]
-    pub fs_group: Option<i64>,
+impl ObjectView {
+    /// A pod, unless its `kind` says otherwise (items of a PodList carry no kind).
+    pub fn is_pod(&self) -> bool {
+        matches!(self.kind.as_deref(), None | Some("Pod"))
+    }
 }
 
 impl PodListView {
     /// Checks the document is a list of pods, not some other object that happens to parse.
-    pub fn validate(&self) -> Result<&[PodView], String> {
+    pub fn validate(&self) -> Result<&[ObjectView], String> {
         match self.kind.as_deref() {
             Some("PodList") | Some("List") | None => {}
             Some(other) => return Err(format!("expected kind PodList, got {other}")),
@@ -60,30 +190,30 @@ impl PodListView {
     }
 }
 
-/// Finds the pod by namespace and name; checks the uid when the reference carries one.
-pub fn find_pod(
-    pods: &[PodView],
+/// The pod by namespace and name (and uid, when the reference carries one), as it is in the
+/// list: the source resolves its volumes before converting it.
+pub fn find_pod<'a>(
+    items: &'a [ObjectView],
     wanted: &PodRef,
     source_name: &'static str,
-) -> Result<PodGroups, LookupError> {
+) -> Result<&'a ObjectView, LookupError> {
     let mut same_name_other_uid: Option<String> = None;
-    for pod in pods {
+    for pod in items.iter().filter(|i| i.is_pod()) {
         let meta = &pod.metadata;
         if meta.namespace.as_deref() != Some(wanted.namespace.as_str())
             || meta.name.as_deref() != Some(wanted.name.as_str())
         {
             continue;
         }
-        let found_uid = meta.uid.clone().unwrap_or_default();
         if let Some(uid) = &wanted.uid {
-            if *uid != found_uid {
+            if meta.uid.as_deref() != Some(uid.as_str()) {
                 // Keep looking: a static pod and its mirror, or a pod mid-replacement, can list
                 // the same name twice; only the right uid may match.
-                same_name_other_uid = Some(found_uid);
+                same_name_other_uid = Some(meta.uid.clone().unwrap_or_default());
                 continue;
             }
         }
-        return groups_of(pod, wanted, found_uid, source_name);
+        return Ok(pod);
     }
     match same_name_other_uid {
         Some(found) => Err(LookupError::UidMismatch {
@@ -98,11 +228,11 @@ pub fn find_pod(
     }
 }
 
-/// Converts one pod's security context, rejecting gids that cannot exist on Linux.
+/// Converts one pod's security contexts, rejecting gids that cannot exist on Linux. Volume
+/// gids are not here: they need the pod's claims (see `volumes`).
 pub fn groups_of(
     pod: &PodView,
     wanted: &PodRef,
-    uid: String,
     source_name: &'static str,
 ) -> Result<PodGroups, LookupError> {
     let invalid = |reason: String| LookupError::InvalidPod {
@@ -110,10 +240,11 @@ pub fn groups_of(
         reason,
         source_name,
     };
-    let ctx = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let to_gid = |field: &str, v: i64| {
         u32::try_from(v).map_err(|_| invalid(format!("{field} {v} is not a valid gid")))
     };
+    let spec = pod.spec.as_ref();
+    let ctx = spec.and_then(|s| s.security_context.as_ref());
     let supplemental_groups = ctx
         .and_then(|c| c.supplemental_groups.as_ref())
         .map(|gids| {
@@ -127,11 +258,44 @@ pub fn groups_of(
         .and_then(|c| c.fs_group)
         .map(|g| to_gid("fsGroup", g))
         .transpose()?;
+    let run_as_group = ctx
+        .and_then(|c| c.run_as_group)
+        .map(|g| to_gid("runAsGroup", g))
+        .transpose()?;
+    let mut containers = Vec::new();
+    if let Some(spec) = spec {
+        for (kind, list, field) in [
+            (ContainerKind::Init, &spec.init_containers, "initContainers"),
+            (ContainerKind::Regular, &spec.containers, "containers"),
+            (
+                ContainerKind::Ephemeral,
+                &spec.ephemeral_containers,
+                "ephemeralContainers",
+            ),
+        ] {
+            for c in list.iter().flatten() {
+                let name = c.name.clone().unwrap_or_default();
+                let run_as_group = c
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.run_as_group)
+                    .map(|g| to_gid(&format!("{field}[{name}].securityContext.runAsGroup"), g))
+                    .transpose()?;
+                containers.push(ContainerGroups {
+                    name,
+                    kind,
+                    run_as_group,
+                });
+            }
+        }
+    }
     Ok(PodGroups {
-        uid,
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
         supplemental_groups,
         fs_group,
-        ..Default::default()
+        volume_gids: Vec::new(),
+        run_as_group,
+        containers,
     })
 }
 
@@ -152,7 +316,19 @@ mod tests {
         {"metadata": {"namespace": "b", "name": "bad", "uid": "u4"},
          "spec": {"securityContext": {"supplementalGroups": [-1]}}},
         {"metadata": {"namespace": "b", "name": "huge", "uid": "u5"},
-         "spec": {"securityContext": {"fsGroup": 4294967296}}}
+         "spec": {"securityContext": {"fsGroup": 4294967296}}},
+        {"metadata": {"namespace": "b", "name": "groups", "uid": "u6"},
+         "spec": {"securityContext": {"runAsGroup": 3000},
+                  "initContainers": [{"name": "init", "securityContext": {"runAsGroup": 3001}}],
+                  "containers": [{"name": "app"},
+                                 {"name": "side", "securityContext": {"runAsUser": 5,
+                                                                       "runAsGroup": 3002}}],
+                  "ephemeralContainers": [{"name": "debug",
+                                           "securityContext": {"runAsGroup": 0}}]}},
+        {"metadata": {"namespace": "b", "name": "bad-container", "uid": "u7"},
+         "spec": {"containers": [{"name": "app", "securityContext": {"runAsGroup": -5}}]}},
+        {"metadata": {"namespace": "b", "name": "bad-pod-group", "uid": "u8"},
+         "spec": {"securityContext": {"runAsGroup": 4294967296}}}
       ]}"#;
 
     fn pods() -> PodListView {
@@ -167,55 +343,78 @@ mod tests {
         }
     }
 
+    fn lookup(list: &PodListView, wanted: &PodRef) -> Result<PodGroups, LookupError> {
+        let found = find_pod(list.validate().unwrap(), wanted, "test")?;
+        groups_of(found, wanted, "test")
+    }
+
     #[test]
     fn matches_by_uid_among_same_names() {
         let list = pods();
-        let items = list.validate().unwrap();
-        let g = find_pod(items, &pod("a", "p", Some("u-new")), "test").unwrap();
+        let g = lookup(&list, &pod("a", "p", Some("u-new"))).unwrap();
         assert_eq!(g.supplemental_groups, vec![60000, 60001]);
         assert_eq!(g.fs_group, None);
         assert_eq!(g.uid, "u-new");
-        let g = find_pod(items, &pod("a", "p", Some("u-old")), "test").unwrap();
+        let g = lookup(&list, &pod("a", "p", Some("u-old"))).unwrap();
         assert_eq!((g.supplemental_groups, g.fs_group), (vec![1], Some(2)));
     }
 
     #[test]
     fn other_uid_is_an_error_not_a_match() {
-        let list = pods();
-        let err = find_pod(
-            list.validate().unwrap(),
-            &pod("a", "p", Some("u-x")),
-            "test",
-        )
-        .unwrap_err();
+        let err = lookup(&pods(), &pod("a", "p", Some("u-x"))).unwrap_err();
         assert!(matches!(err, LookupError::UidMismatch { .. }), "{err}");
         assert!(err.to_string().contains("a/p"));
     }
 
     #[test]
     fn not_found_names_the_pod() {
-        let list = pods();
-        let err =
-            find_pod(list.validate().unwrap(), &pod("a", "q", Some("u9")), "test").unwrap_err();
+        let err = lookup(&pods(), &pod("a", "q", Some("u9"))).unwrap_err();
         assert!(matches!(err, LookupError::NotFound { .. }));
         assert!(err.to_string().contains("a/q (uid u9)"), "{err}");
     }
 
     #[test]
     fn no_security_context_means_no_groups() {
-        let list = pods();
-        let g = find_pod(list.validate().unwrap(), &pod("b", "nosec", None), "test").unwrap();
+        let g = lookup(&pods(), &pod("b", "nosec", None)).unwrap();
         assert!(g.supplemental_groups.is_empty() && g.fs_group.is_none());
+        assert_eq!((g.run_as_group, g.containers.len()), (None, 0));
     }
 
     #[test]
     fn out_of_range_gids_are_rejected() {
-        let list = pods();
-        for name in ["bad", "huge"] {
-            let err =
-                find_pod(list.validate().unwrap(), &pod("b", name, None), "test").unwrap_err();
+        for name in ["bad", "huge", "bad-container", "bad-pod-group"] {
+            let err = lookup(&pods(), &pod("b", name, None)).unwrap_err();
             assert!(matches!(err, LookupError::InvalidPod { .. }), "{err}");
         }
+        let err = lookup(&pods(), &pod("b", "bad-container", None)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("containers[app].securityContext.runAsGroup -5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn run_as_groups_of_the_pod_and_every_container() {
+        let g = lookup(&pods(), &pod("b", "groups", Some("u6"))).unwrap();
+        assert_eq!(g.run_as_group, Some(3000));
+        let containers: Vec<_> = g
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind, c.run_as_group))
+            .collect();
+        assert_eq!(
+            containers,
+            vec![
+                ("init", ContainerKind::Init, Some(3001)),
+                ("app", ContainerKind::Regular, None),
+                ("side", ContainerKind::Regular, Some(3002)),
+                ("debug", ContainerKind::Ephemeral, Some(0)),
+            ]
+        );
+        assert_eq!(g.effective_run_as_group(Some("app")), Some(3000));
+        assert_eq!(g.effective_run_as_group(Some("side")), Some(3002));
+        assert_eq!(g.effective_run_as_group(Some("debug")), Some(0));
     }
 
     #[test]
@@ -224,5 +423,17 @@ mod tests {
         assert!(v.validate().is_err());
         let v: PodListView = serde_json::from_str(r#"{"kind":"PodList"}"#).unwrap();
         assert!(v.validate().is_err());
+    }
+
+    #[test]
+    fn items_of_other_kinds_are_not_pods() {
+        let v: PodListView = serde_json::from_str(
+            r#"{"kind":"List","items":[
+                 {"kind":"PersistentVolumeClaim","metadata":{"namespace":"a","name":"p"}},
+                 {"kind":"Pod","metadata":{"namespace":"a","name":"p","uid":"u"}}]}"#,
+        )
+        .unwrap();
+        let found = find_pod(v.validate().unwrap(), &pod("a", "p", None), "test").unwrap();
+        assert_eq!(found.metadata.uid.as_deref(), Some("u"));
     }
 }

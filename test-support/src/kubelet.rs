@@ -50,6 +50,9 @@ pub enum Behaviour {
     Hang,
     /// 200 with a body that is not JSON.
     Garbage,
+    /// These bytes, exactly, as the whole answer (a hostile or broken HTTP response); then
+    /// the connection is closed.
+    Raw(Vec<u8>),
 }
 
 /// One request as the stand-in saw it.
@@ -279,6 +282,10 @@ fn serve_connection(tcp: TcpStream, config: Arc<ServerConfig>, shared: &Shared) 
             }
             return Ok(());
         }
+        Behaviour::Raw(bytes) => {
+            send_and_close(&mut tls, &bytes)?;
+            return Ok(());
+        }
         Behaviour::Garbage => {
             respond(
                 &mut tls,
@@ -440,7 +447,13 @@ fn respond(
     } else {
         wire.extend_from_slice(body);
     }
-    tls.write_all(&wire)?;
+    send_and_close(tls, &wire)
+}
+
+/// Writes `wire` and closes (close_notify, then FIN), draining until the client closes so
+/// that the client never sees a reset.
+fn send_and_close(tls: &mut StreamOwned<ServerConnection, TcpStream>, wire: &[u8]) -> Result<()> {
+    tls.write_all(wire)?;
     tls.conn.send_close_notify();
     tls.flush()?;
     let _ = tls.sock.shutdown(std::net::Shutdown::Write);
