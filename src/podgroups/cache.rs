@@ -9,6 +9,10 @@
 //! `cache-max-age` are swept whenever a new one is written (and never used).
 //!
 //! Lookups without a uid never touch the cache: a name alone may name another pod tomorrow.
+//!
+//! A miss is looked up once for all: the first process to miss takes an exclusive lock on
+//! `<uid>.lock` and asks the source; the others (a pod's containers are often created at the
+//! same moment) wait for that lock, bounded by the lookup deadline, and then find the entry.
 
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -171,13 +175,14 @@ impl PodGroupsCache {
         for entry in dir.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let limit = if name.ends_with(".json") && !name.starts_with('.') {
-                self.max_age
-            } else if name.starts_with('.') && name.ends_with(".tmp") {
-                STALE_TEMP
-            } else {
-                continue;
-            };
+            let limit =
+                if (name.ends_with(".json") || name.ends_with(".lock")) && !name.starts_with('.') {
+                    self.max_age
+                } else if name.starts_with('.') && name.ends_with(".tmp") {
+                    STALE_TEMP
+                } else {
+                    continue;
+                };
             let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
                 continue;
             };
@@ -191,12 +196,58 @@ impl PodGroupsCache {
     }
 }
 
+/// An exclusive lock on one pod uid's lookup; released when dropped.
+pub struct LookupLock {
+    _file: std::fs::File,
+}
+
+impl PodGroupsCache {
+    /// Waits up to `wait` for the lock on looking up pod `uid`; `None` when the cache is read
+    /// only, the uid is no file name, or the wait ran out (the caller then asks the source
+    /// itself: the lock only saves requests).
+    pub fn lock_lookup(&self, uid: &str, wait: Duration) -> Option<LookupLock> {
+        use std::os::fd::AsRawFd as _;
+        if self.writes == CacheWrites::ReadOnly || !valid_uid(uid) {
+            return None;
+        }
+        if let Err(err) = std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            if err.kind() != std::io::ErrorKind::AlreadyExists {
+                tracing::debug!(%err, "no lookup lock: creating the cache directory");
+                return None;
+            }
+        }
+        let path = self.dir.join(format!("{uid}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|err| tracing::debug!(%err, path = %path.display(), "no lookup lock"))
+            .ok()?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Some(LookupLock { _file: file });
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::debug!(path = %path.display(), "lookup lock still held; asking anyway");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 /// Removes the entry of pod `uid` from the cache under `state_root` (the sandbox is going
-/// away). Best effort: logged, never an error.
+/// away), and its lookup lock. Best effort: logged, never an error.
 pub fn remove_entry(state_root: &Path, uid: &str) {
     if !valid_uid(uid) {
         return;
     }
+    let _ = std::fs::remove_file(state_root.join(CACHE_DIR).join(format!("{uid}.lock")));
     let path = state_root.join(CACHE_DIR).join(format!("{uid}.json"));
     match std::fs::remove_file(&path) {
         Ok(()) => tracing::debug!(path = %path.display(), "removed pod-groups cache entry"),
@@ -236,11 +287,23 @@ fn read_private_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 pub struct CachedSource<S> {
     inner: S,
     cache: PodGroupsCache,
+    /// How long a miss waits for another process looking up the same pod.
+    lock_wait: Duration,
 }
 
 impl<S: PodGroupsSource> CachedSource<S> {
     pub fn new(inner: S, cache: PodGroupsCache) -> Self {
-        Self { inner, cache }
+        Self {
+            inner,
+            cache,
+            lock_wait: Duration::from_secs(10),
+        }
+    }
+
+    /// Bounds the wait for a concurrent lookup of the same pod (the lookup deadline).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
     }
 }
 
@@ -257,6 +320,17 @@ impl<S: PodGroupsSource> PodGroupsSource for CachedSource<S> {
         if let Some(groups) = self.cache.get(pod) {
             tracing::debug!(pod = %pod, "pod groups served from the cache");
             return Ok(groups);
+        }
+        let _lock = pod
+            .uid
+            .as_deref()
+            .and_then(|uid| self.cache.lock_lookup(uid, self.lock_wait));
+        if _lock.is_some() {
+            // Whoever held the lock may have answered for us.
+            if let Some(groups) = self.cache.get(pod) {
+                tracing::debug!(pod = %pod, "pod groups served from the cache");
+                return Ok(groups);
+            }
         }
         let groups = self.inner.lookup(pod)?;
         self.cache.put(pod, &groups, &self.inner.describe());

@@ -39,13 +39,16 @@ pub fn from_config(
     let cache = || cache::PodGroupsCache::new(state_root, config.http.cache_max_age, writes);
     match &config.source {
         SourceKind::File(path) => Box::new(file::FileSource::new(path.clone())),
-        SourceKind::Kubelet => Box::new(cache::CachedSource::new(
-            kubelet::KubeletSource::new(config.http.clone()),
-            cache(),
-        )),
-        SourceKind::Apiserver => Box::new(cache::CachedSource::new(
-            apiserver::ApiServerSource::new(config.http.clone()),
-            cache(),
-        )),
+        SourceKind::Kubelet => Box::new(
+            cache::CachedSource::new(kubelet::KubeletSource::new(config.http.clone()), cache())
+                .with_lock_wait(config.http.lookup_deadline),
+        ),
+        SourceKind::Apiserver => Box::new(
+            cache::CachedSource::new(
+                apiserver::ApiServerSource::new(config.http.clone()),
+                cache(),
+            )
+            .with_lock_wait(config.http.lookup_deadline),
+        ),
     }
 }
