@@ -58,19 +58,18 @@ fuzz_target!(|data: &[u8]| {
     // /pods: the scanner against the serde view. Ask for the document's own first pod too
     // (by its uid, without one, and with another), so that mutated names still match.
     let via_serde = serde_json::from_slice::<PodListView>(data);
-    if let Ok(list) = &via_serde {
-        if let Some(meta) = list
-            .items
-            .as_deref()
-            .and_then(|i| i.first())
-            .map(|p| &p.metadata)
-        {
-            if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
-                wanted.push(pod(ns, name, meta.uid.as_deref()));
-                wanted.push(pod(ns, name, None));
-                wanted.push(pod(ns, name, Some("another-uid")));
-            }
-        }
+    let first = via_serde
+        .as_ref()
+        .ok()
+        .and_then(|list| list.items.as_deref())
+        .and_then(|items| items.first())
+        .map(|p| &p.metadata);
+    if let Some(meta) = first
+        && let (Some(ns), Some(name)) = (&meta.namespace, &meta.name)
+    {
+        wanted.push(pod(ns, name, meta.uid.as_deref()));
+        wanted.push(pod(ns, name, None));
+        wanted.push(pod(ns, name, Some("another-uid")));
     }
     for w in &wanted {
         let scanned = scan_pod_list(data, w);
