@@ -26,8 +26,8 @@ use strict_supplementalgroups::spec_stage::decide;
 use strict_supplementalgroups::spec_stage::exec_filter::{ExecProcess, filter};
 use strict_supplementalgroups::spec_stage::load::user_of;
 
-/// A directory of this process's own, removed at exit by nobody: it holds at most two small
-/// files between runs (the input and, never for long, the private copy).
+/// A directory of this process's own (fuzz/run removes it when the process ends): it holds
+/// at most two small files (the input and, never for long, the private copy).
 fn work_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
