@@ -33,8 +33,9 @@ demo-smoke:
     demo/demo.sh target/debug/{{runtime}}
 
 # Everything CI checks: lint, unit + integration tests, end-to-end, the demo script and the
-# benchmark harness (both on the debug build the tests already made)
-test: lint unit e2e demo-smoke bench-smoke
+# benchmark harness (both on the debug build the tests already made), and every fuzz target
+# briefly
+test: lint unit e2e demo-smoke bench-smoke fuzz-smoke
 
 # Unit and integration tests of every crate (integration tests start real containers: root)
 unit:
@@ -43,6 +44,7 @@ unit:
 # rustfmt and clippy, warnings are errors
 lint:
     cargo fmt --all --check
+    cargo fmt --manifest-path fuzz/Cargo.toml --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Private containerd 1.6, 1.7 and 2.x driven over CRI like a kubelet (Kubernetes' Strict policy on
@@ -72,3 +74,13 @@ bench-smoke:
     cargo build --bin {{runtime}}
     cargo build -p strict-supplementalgroups-bench
     target/debug/strict-supplementalgroups-bench --smoke --runtime target/debug/{{runtime}} --out target/bench/smoke
+
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer + AddressSanitizer) of every parser outside
+# input reaches, `seconds` per target, on the seeds and what earlier runs found; crashes land in
+# fuzz/artifacts/<target>/ (fuzz/README.md). E.g. `just fuzz 1200`, `just fuzz 60 argv pod_list`.
+fuzz seconds="60" *targets:
+    fuzz/run {{seconds}} {{targets}}
+
+# Every fuzz target for a few seconds (CI: none rots, the seeds and found crashes still pass)
+fuzz-smoke:
+    fuzz/run --smoke 5

@@ -107,6 +107,31 @@ mod tests {
         assert!(set_additional_gids(&mut json, &["process", "user"], &[]).is_err());
     }
 
+    /// Found by the exec_filter fuzz target: serde_json's default float parsing is best-effort,
+    /// so a 17-digit float elsewhere in the document came back one ulp off after the rewrite.
+    /// (Its text may change, `1e32` to `1e+32`; its value must not.)
+    #[test]
+    fn floats_elsewhere_keep_their_value_through_the_rewrite() {
+        let spec = r#"{"process":{"user":{"uid":1,"gid":1,"additionalGids":[1,2]}},"zVendor":{"f":1.3333333333333333e32,"g":0.30000000000000004,"h":-2.2250738585072014e-308}}"#;
+        let mut json: Value = serde_json::from_str(spec).unwrap();
+        set_additional_gids(&mut json, &["process", "user"], &[1]).unwrap();
+        let out = String::from_utf8(serialize_like(spec.as_bytes(), &json).unwrap()).unwrap();
+        assert!(out.contains(r#""additionalGids":[1]}"#), "{out}");
+        // The value as the standard library parses the text (correctly rounded).
+        let number = |text: &str, key: &str| -> f64 {
+            let start = text.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+            let end = start + text[start..].find([',', '}']).unwrap();
+            text[start..end].parse().unwrap()
+        };
+        for key in ["f", "g", "h"] {
+            assert_eq!(
+                number(&out, key).to_bits(),
+                number(spec, key).to_bits(),
+                "{key} in {out}"
+            );
+        }
+    }
+
     #[test]
     fn pretty_input_stays_pretty() {
         let original = b"{\n  \"a\": 1\n}\n";

@@ -45,7 +45,7 @@ use transport::TlsConnector;
 /// they arrive, never allocated up front from a Content-Length.
 pub const MAX_BODY: usize = 128 * 1024 * 1024;
 /// Largest response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// First pause between attempts; doubled each time, capped at [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -201,6 +201,33 @@ impl FailKind {
     }
 }
 
+/// The ureq configuration of every request (also what the HTTP fuzz target replays server bytes
+/// through).
+pub fn agent_config() -> ureq::config::Config {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .https_only(true)
+        .max_redirects(0)
+        // A node's proxy variables are for pulling images, not for the kubelet on
+        // 127.0.0.1 or the API server the kubelet itself reaches directly.
+        .proxy(None)
+        .user_agent(concat!(
+            env!("CARGO_PKG_NAME"),
+            "/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .accept("application/json")
+        .max_response_header_size(MAX_HEAD)
+        .build()
+}
+
+/// Reads a response's whole body as every request does: bounded by [`MAX_BODY`] as it arrives,
+/// never sized from what the server announces.
+pub fn read_body(response: &mut ureq::http::Response<ureq::Body>) -> io::Result<Body> {
+    let reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    Body::read_all(reader, MAX_BODY)
+}
+
 impl HttpsClient {
     pub fn new(endpoint: Endpoint, tls: TlsSetup) -> Result<Self> {
         let tls = TlsClient::new(&endpoint.host, endpoint.is_loopback(), tls)?;
@@ -208,21 +235,7 @@ impl HttpsClient {
             tls: Arc::new(tls),
             authority: endpoint.authority(),
         };
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(true)
-            .max_redirects(0)
-            // A node's proxy variables are for pulling images, not for the kubelet on
-            // 127.0.0.1 or the API server the kubelet itself reaches directly.
-            .proxy(None)
-            .user_agent(concat!(
-                env!("CARGO_PKG_NAME"),
-                "/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .accept("application/json")
-            .max_response_header_size(MAX_HEAD)
-            .build();
+        let config = agent_config();
         let agent = ureq::Agent::with_parts(
             config,
             ().chain(TcpConnector::default()).chain(connector.clone()),
@@ -318,8 +331,7 @@ impl HttpsClient {
             .call()
             .map_err(|e| self.fail(e, "reading the response", timeout))?;
         let status = response.status().as_u16();
-        let reader = response.body_mut().with_config().limit(u64::MAX).reader();
-        let body = Body::read_all(reader, MAX_BODY).map_err(|e| {
+        let body = read_body(&mut response).map_err(|e| {
             if e.kind() == io::ErrorKind::FileTooLarge {
                 FailKind::Protocol {
                     addr: self.endpoint.authority(),
