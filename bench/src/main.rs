@@ -1,23 +1,28 @@
 //! strict-supplementalgroups-bench: `just bench`.
 //!
 //! Measures the runtime the way the containerd runc shim drives it, interleaved round by round
-//! with runc (and youki when present) on the same machine, and writes
+//! with crun, runc (and youki when present) on the same machine, and writes
 //! `target/bench/results.json` and a markdown table:
 //!
 //! - the shim cycle (create → start → wait → delete of a busybox `true` container, no tty):
 //!   this runtime on an unmanaged container, on a pod container with the `file` source, with
 //!   the kubelet source against a TLS stand-in (first container of a pod: a uid never seen; and
-//!   a cached one), runc, youki;
+//!   a cached one), crun, runc, youki;
 //! - single commands on a running container: start, state, `exec --detach` of `true` (with a
 //!   containerd-style `--process` file), kill 9, delete;
 //! - the kubelet lookup alone (`explain`'s in-process `elapsed_us`, cache miss) against
 //!   stand-ins serving 110, 1,000 and 5,000 pods;
-//! - peak RSS of create, binary sizes, and the issue's targets as met / not met.
+//! - peak RSS of create, binary sizes, and the issues' targets as met / not met.
+//!
+//! Every runtime runs in the harness's private mount namespace, where a cgroup-hybrid host's
+//! cgroup2 mount is hidden ([`mountns`]): crun refuses hybrid mode, and all runtimes must see
+//! the same cgroup layout to be compared.
 //!
 //! Nothing is a pass/fail threshold: the exit code says whether the harness worked. Needs root.
 
 mod env;
 mod harness;
+mod mountns;
 mod proc;
 mod report;
 mod stats;
@@ -45,6 +50,7 @@ const USAGE: &str = "\
 usage: strict-supplementalgroups-bench [options]
   --runtime PATH        runtime under test (default: target/release/strict-supplementalgroups-container-runtime)
   --runc PATH           runc to compare with (default: /usr/sbin/runc, else runc on PATH)
+  --crun PATH|none      crun to compare with (default: /usr/bin/crun, else crun on PATH)
   --youki PATH|none     youki to compare with (default: youki on PATH or ~/.cargo/bin/youki, if it works)
   --iterations N        measured rounds per phase (default 100; --smoke: 3)
   --warmup N            discarded rounds before them (default 10; --smoke: 1)
@@ -62,6 +68,7 @@ usage: strict-supplementalgroups-bench [options]
 struct Opts {
     runtime: PathBuf,
     runc: PathBuf,
+    crun: Option<PathBuf>,
     youki: Option<PathBuf>,
     youki_explicit: bool,
     iterations: usize,
@@ -91,6 +98,7 @@ fn detect_youki() -> Option<PathBuf> {
 fn parse_args() -> Result<Opts> {
     let mut runtime = repo_dir().join("target/release").join(RUNTIME_BIN);
     let mut runc = None;
+    let mut crun: Option<Option<PathBuf>> = None;
     let mut youki: Option<Option<PathBuf>> = None;
     let mut iterations = None;
     let mut warmup = None;
@@ -116,6 +124,10 @@ fn parse_args() -> Result<Opts> {
         match arg.as_str() {
             "--runtime" => runtime = value(&arg)?.into(),
             "--runc" => runc = Some(PathBuf::from(value(&arg)?)),
+            "--crun" => {
+                let v = value(&arg)?;
+                crun = Some((v != "none").then(|| PathBuf::from(v)));
+            }
             "--youki" => {
                 let v = value(&arg)?;
                 youki = Some((v != "none").then(|| PathBuf::from(v)));
@@ -171,6 +183,16 @@ fn parse_args() -> Result<Opts> {
         None if env::is_executable(Path::new("/usr/sbin/runc")) => "/usr/sbin/runc".into(),
         None => env::which("runc").context("runc not found: apt-get install runc, or --runc")?,
     };
+    // crun is a peer like runc (scripts/bootstrap installs it): leaving it out takes
+    // `--crun none`.
+    let crun = match crun {
+        Some(choice) => choice,
+        None if env::is_executable(Path::new("/usr/bin/crun")) => Some("/usr/bin/crun".into()),
+        None => Some(
+            env::which("crun")
+                .context("crun not found: scripts/bootstrap installs it, or --crun none")?,
+        ),
+    };
     let youki_explicit = matches!(youki, Some(Some(_)));
     let youki = youki.unwrap_or_else(detect_youki);
     let iterations = iterations.unwrap_or(if smoke { 3 } else { 100 });
@@ -185,6 +207,9 @@ fn parse_args() -> Result<Opts> {
             )
         })?,
         runc: std::fs::canonicalize(&runc).with_context(|| format!("runc {}", runc.display()))?,
+        crun: crun
+            .map(|c| std::fs::canonicalize(&c).with_context(|| format!("crun {}", c.display())))
+            .transpose()?,
         youki: youki
             .map(|y| std::fs::canonicalize(&y).with_context(|| format!("youki {}", y.display())))
             .transpose()?,
@@ -239,15 +264,28 @@ fn main() -> ExitCode {
 struct Cleanup {
     runtimes: Vec<Runtime>,
     cgroup_parent: String,
+    done: bool,
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
+impl Cleanup {
+    /// Removes everything; returns the cgroup directories still there (empty: clean).
+    fn run(&mut self) -> Vec<PathBuf> {
+        self.done = true;
         for rt in &self.runtimes {
             env::destroy_leftovers(rt);
         }
         proc::reap_zombies();
-        env::remove_cgroup_tree(&self.cgroup_parent);
+        env::remove_cgroup_tree(&self.cgroup_parent)
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.done {
+            for left in self.run() {
+                eprintln!("bench: cleanup: {} is still there", left.display());
+            }
+        }
     }
 }
 
@@ -329,8 +367,8 @@ type Collected = BTreeMap<&'static str, stats::Series>;
 ///
 /// A round's samples are kept only when every case of the round succeeded, so that the samples
 /// of all cases stay paired by round. A failure of this runtime ends the run (a bug to look at);
-/// a failure of runc or youki is recorded in `failures` and its round discarded and redone,
-/// up to a tenth of the rounds.
+/// a failure of a peer (crun, runc, youki) is recorded in `failures` and its round discarded
+/// and redone, up to a tenth of the rounds.
 fn rounds(
     label: &str,
     rng: &mut Rng,
@@ -353,7 +391,7 @@ fn rounds(
         for case in &order {
             match f(case) {
                 Ok(m) => round.push((case.name.as_str(), m)),
-                Err(e) if matches!(case.kind, Kind::Runc | Kind::Youki) => {
+                Err(e) if case.kind.peer() => {
                     let msg = format!("{label}, round {}: {}: {e:#}", done + 1, case.name);
                     eprintln!("bench: {msg}; round discarded");
                     failures.push(msg);
@@ -369,7 +407,7 @@ fn rounds(
             discarded += 1;
             if discarded > budget {
                 bail!(
-                    "{label}: {discarded} rounds discarded because runc or youki failed; \
+                    "{label}: {discarded} rounds discarded because a peer runtime failed; \
                      giving up:\n{}",
                     failures.join("\n")
                 );
@@ -402,6 +440,9 @@ fn run(opts: &Opts) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates containers: run it as root");
     }
+    // First, while this process has one thread: everything after runs in the namespace.
+    let cgroup_view = mountns::enter()?;
+    eprintln!("bench: {}", cgroup_view.describe());
     test_support::rootfs::require_busybox()?;
     test_support::process::become_subreaper()?;
     proc::install_interrupt_handler()?;
@@ -510,14 +551,18 @@ fn run(opts: &Opts) -> Result<()> {
         )?,
         Case::new(report::RUNC, Kind::Runc, &opts.runc, &work, &[])?,
     ];
+    if let Some(crun) = &opts.crun {
+        cases.push(Case::new(report::CRUN, Kind::Crun, crun, &work, &[])?);
+    }
     if let Some(youki) = &opts.youki {
         cases.push(Case::new(report::YOUKI, Kind::Youki, youki, &work, &[])?);
     }
 
     // `explain` (the lookup phase) creates no container: only these roots can hold any.
-    let _cleanup = Cleanup {
+    let mut cleanup = Cleanup {
         runtimes: cases.iter().map(|c| c.rt.clone()).collect(),
         cgroup_parent: h.cgroup_parent.clone(),
+        done: false,
     };
 
     let mut results = Results {
@@ -556,6 +601,11 @@ fn run(opts: &Opts) -> Result<()> {
              v1,v2,systemd,seccomp); left out: {why}"
         ));
         cases.retain(|c| c.kind != Kind::Youki);
+    }
+    if !cases.iter().any(|c| c.kind == Kind::Crun) {
+        results
+            .notes
+            .push("crun left out (--crun none): its ratios and targets are null".to_owned());
     }
     if !cases.iter().any(|c| c.kind == Kind::Youki) {
         results
@@ -690,7 +740,7 @@ fn run(opts: &Opts) -> Result<()> {
     }
     if !failures.is_empty() {
         results.notes.push(format!(
-            "{} round(s) discarded because runc or youki failed: {}",
+            "{} round(s) discarded because a peer runtime failed: {}",
             failures.len(),
             failures.join("; ")
         ));
@@ -698,6 +748,25 @@ fn run(opts: &Opts) -> Result<()> {
     results.failures = failures;
 
     drop(lookups);
+    // Every container and cgroup directory of the run, now: the report says whether it is clean.
+    let cgroups_left = cleanup.run();
+    results.notes.push(cgroup_view.describe());
+    results.notes.push(if cgroups_left.is_empty() {
+        format!(
+            "every cgroup directory of the run (`/{}` in each hierarchy, and under the hidden \
+             cgroup2 mount point) was removed",
+            h.cgroup_parent
+        )
+    } else {
+        format!(
+            "cgroup directories the run could not remove: {}",
+            cgroups_left
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
     let names: Vec<String> = cases
         .iter()
         .map(|c| c.name.clone())
@@ -710,6 +779,7 @@ fn run(opts: &Opts) -> Result<()> {
         let kind_name = match case.kind {
             Kind::Runc => "runc",
             Kind::Youki => "youki",
+            Kind::Crun => "crun",
             _ => "strict-supplementalgroups-container-runtime",
         };
         if results.binaries.iter().any(|b| b.0 == kind_name) {
@@ -754,6 +824,26 @@ fn run(opts: &Opts) -> Result<()> {
     m.insert("smoke".into(), json!(opts.smoke));
     m.insert("seed".into(), json!(opts.seed));
     m.insert("cpus".into(), json!(cpus));
+    m.insert("cgroup_layout".into(), json!(cgroup_view.layout));
+    m.insert(
+        "cgroup2_mounts_hidden".into(),
+        json!(
+            cgroup_view
+                .hidden
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        ),
+    );
+    m.insert(
+        "cgroup_dirs_left".into(),
+        json!(
+            cgroups_left
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        ),
+    );
     m.insert(
         "kernel".into(),
         json!(
@@ -813,5 +903,8 @@ fn run(opts: &Opts) -> Result<()> {
         json_path.display(),
         wall.elapsed().as_secs_f64()
     );
+    if !cgroups_left.is_empty() {
+        bail!("the run left cgroup directories behind: {cgroups_left:?}");
+    }
     Ok(())
 }
