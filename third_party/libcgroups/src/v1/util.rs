@@ -51,9 +51,10 @@ pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> 
 pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>, V1MountPointError>
 {
     let mut mount_paths = HashMap::with_capacity(CONTROLLERS.len());
+    let mounts = MountTable::read()?;
 
     for controller in CONTROLLERS {
-        if let Ok(mount_point) = get_subsystem_mount_point(controller) {
+        if let Ok(mount_point) = mounts.subsystem_mount_point(controller) {
             mount_paths.insert(controller.to_owned(), mount_point);
         }
     }
@@ -62,7 +63,6 @@ pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>,
 }
 
 pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, V1MountPointError> {
-    let subsystem_name = subsystem.to_string();
     let reader = BufReader::new(ProcfsHandle::new()?.open(
         ProcfsBase::ProcSelf,
         "mountinfo",
@@ -77,31 +77,83 @@ pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, 
         })
         .find_map(|r| match r {
             Err(e) => Some(Err(e)),
-            Ok(m) if m.fs_type == "cgroup" => {
-                // Some systems mount net_prio and net_cls in the same directory
-                // other systems mount them in their own directories. This
-                // should handle both cases.
-                let ok = match subsystem_name.as_str() {
-                    "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "cpu" => ["cpu,cpuacct", "cpu"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "cpuacct" => ["cpu,cpuacct", "cpuacct"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    _ => m.mount_point.ends_with(&subsystem_name),
-                };
-                if ok { Some(Ok(m.mount_point)) } else { None }
-            }
+            Ok(m) if is_subsystem_mount(&m, subsystem) => Some(Ok(m.mount_point)),
             Ok(_) => None,
         })
         .transpose()?
         .ok_or(V1MountPointError::NotFound {
             subsystem: *subsystem,
         })
+}
+
+/// Whether `m` is the cgroup v1 mount of `subsystem`.
+fn is_subsystem_mount(m: &MountInfo, subsystem: &ControllerType) -> bool {
+    if m.fs_type != "cgroup" {
+        return false;
+    }
+    let subsystem_name = subsystem.to_string();
+    // Some systems mount net_prio and net_cls in the same directory
+    // other systems mount them in their own directories. This
+    // should handle both cases.
+    match subsystem_name.as_str() {
+        "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
+            .iter()
+            .any(|s| m.mount_point.ends_with(s)),
+        "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
+            .iter()
+            .any(|s| m.mount_point.ends_with(s)),
+        "cpu" => ["cpu,cpuacct", "cpu"]
+            .iter()
+            .any(|s| m.mount_point.ends_with(s)),
+        "cpuacct" => ["cpu,cpuacct", "cpuacct"]
+            .iter()
+            .any(|s| m.mount_point.ends_with(s)),
+        _ => m.mount_point.ends_with(&subsystem_name),
+    }
+}
+
+/// `/proc/self/mountinfo`, read and parsed once, for looking up the mount points of several
+/// subsystems (a v1 cgroup manager needs up to twelve). Each lookup gives the answer
+/// [`get_subsystem_mount_point`] gives for the same file: the first line that either fails to
+/// parse or is the subsystem's mount decides.
+// Modified for strict-supplementalgroups-container-runtime (not in libcgroups 0.7.0): reading
+// and parsing mountinfo once per cgroup manager instead of once per subsystem.
+pub(crate) struct MountTable {
+    /// One entry per line; `None` for a line that did not parse.
+    lines: Vec<Option<MountInfo>>,
+}
+
+impl MountTable {
+    pub(crate) fn read() -> Result<Self, V1MountPointError> {
+        let reader = BufReader::new(ProcfsHandle::new()?.open(
+            ProcfsBase::ProcSelf,
+            "mountinfo",
+            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+        )?);
+        let lines = reader
+            .lines()
+            .map(|lr| lr.map(|line| MountInfo::from_line(&line).ok()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { lines })
+    }
+
+    pub(crate) fn subsystem_mount_point(
+        &self,
+        subsystem: &ControllerType,
+    ) -> Result<PathBuf, V1MountPointError> {
+        for line in &self.lines {
+            match line {
+                None => {
+                    return Err(V1MountPointError::MountInfo(ProcError::Other(
+                        "a line of /proc/self/mountinfo could not be parsed".to_owned(),
+                    )));
+                }
+                Some(m) if is_subsystem_mount(m, subsystem) => return Ok(m.mount_point.clone()),
+                Some(_) => {}
+            }
+        }
+        Err(V1MountPointError::NotFound {
+            subsystem: *subsystem,
+        })
+    }
 }
