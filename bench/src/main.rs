@@ -49,6 +49,8 @@ const NODE_PODS: usize = 110;
 const USAGE: &str = "\
 usage: strict-supplementalgroups-bench [options]
   --runtime PATH        runtime under test (default: target/release/strict-supplementalgroups-container-runtime)
+  --compare PATH        another build of this runtime, measured as the extra case compare-pod-file
+                        (the ours-pod-file workload): before/after numbers of a change in one run
   --runc PATH           runc to compare with (default: /usr/sbin/runc, else runc on PATH)
   --crun PATH|none      crun to compare with (default: /usr/bin/crun, else crun on PATH)
   --youki PATH|none     youki to compare with (default: youki on PATH or ~/.cargo/bin/youki, if it works)
@@ -67,6 +69,7 @@ usage: strict-supplementalgroups-bench [options]
 
 struct Opts {
     runtime: PathBuf,
+    compare: Option<PathBuf>,
     runc: PathBuf,
     crun: Option<PathBuf>,
     youki: Option<PathBuf>,
@@ -98,6 +101,7 @@ fn detect_youki() -> Option<PathBuf> {
 fn parse_args() -> Result<Opts> {
     let mut runtime = repo_dir().join("target/release").join(RUNTIME_BIN);
     let mut runc = None;
+    let mut compare = None;
     let mut crun: Option<Option<PathBuf>> = None;
     let mut youki: Option<Option<PathBuf>> = None;
     let mut iterations = None;
@@ -124,6 +128,7 @@ fn parse_args() -> Result<Opts> {
         match arg.as_str() {
             "--runtime" => runtime = value(&arg)?.into(),
             "--runc" => runc = Some(PathBuf::from(value(&arg)?)),
+            "--compare" => compare = Some(PathBuf::from(value(&arg)?)),
             "--crun" => {
                 let v = value(&arg)?;
                 crun = Some((v != "none").then(|| PathBuf::from(v)));
@@ -207,6 +212,11 @@ fn parse_args() -> Result<Opts> {
             )
         })?,
         runc: std::fs::canonicalize(&runc).with_context(|| format!("runc {}", runc.display()))?,
+        compare: compare
+            .map(|c| {
+                std::fs::canonicalize(&c).with_context(|| format!("--compare {}", c.display()))
+            })
+            .transpose()?,
         crun: crun
             .map(|c| std::fs::canonicalize(&c).with_context(|| format!("crun {}", c.display())))
             .transpose()?,
@@ -554,6 +564,15 @@ fn run(opts: &Opts) -> Result<()> {
     if let Some(crun) = &opts.crun {
         cases.push(Case::new(report::CRUN, Kind::Crun, crun, &work, &[])?);
     }
+    if let Some(other) = &opts.compare {
+        cases.push(Case::new(
+            report::COMPARE,
+            Kind::OursPodFile,
+            other,
+            &work,
+            &config_env(&file_cfg),
+        )?);
+    }
     if let Some(youki) = &opts.youki {
         cases.push(Case::new(report::YOUKI, Kind::Youki, youki, &work, &[])?);
     }
@@ -569,6 +588,13 @@ fn run(opts: &Opts) -> Result<()> {
         smoke: opts.smoke,
         ..Results::default()
     };
+    if let Some(other) = &opts.compare {
+        results.notes.push(format!(
+            "{} is the ours-pod-file workload run by {}",
+            report::COMPARE,
+            other.display()
+        ));
+    }
     let mut rng = Rng(opts.seed | 1);
 
     // What the clock reads for a process that does nothing: spawn + exit + wait of /bin/true,
@@ -780,6 +806,7 @@ fn run(opts: &Opts) -> Result<()> {
             Kind::Runc => "runc",
             Kind::Youki => "youki",
             Kind::Crun => "crun",
+            _ if case.name == report::COMPARE => "compared build of this runtime",
             _ => "strict-supplementalgroups-container-runtime",
         };
         if results.binaries.iter().any(|b| b.0 == kind_name) {

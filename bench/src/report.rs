@@ -42,6 +42,8 @@ pub const UNMANAGED: &str = "ours-unmanaged";
 pub const RUNC: &str = "runc";
 pub const YOUKI: &str = "youki";
 pub const CRUN: &str = "crun";
+/// `--compare`: the ours-pod-file workload run by another build.
+pub const COMPARE: &str = "compare-pod-file";
 
 pub struct Target {
     /// The issue that set it.
@@ -140,6 +142,9 @@ impl Results {
             ("exec_enforced_vs_runc", &self.exec, FILE, RUNC),
             ("exec_enforced_vs_youki", &self.exec, FILE, YOUKI),
             ("exec_unmanaged_vs_crun", &self.exec, UNMANAGED, CRUN),
+            ("enforced_vs_compare", c, FILE, COMPARE),
+            ("create_enforced_vs_compare", &self.create, FILE, COMPARE),
+            ("exec_enforced_vs_compare", &self.exec, FILE, COMPARE),
             ("start_enforced_vs_crun", &self.ops_start, FILE, CRUN),
             ("state_enforced_vs_crun", &self.ops_state, FILE, CRUN),
             ("kill_enforced_vs_crun", &self.ops_kill, FILE, CRUN),
