@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
@@ -25,26 +26,47 @@ pub enum V1MountPointError {
 /// List all cgroup v1 subsystem mount points on the system. This can include unsupported
 /// subsystems, comounted controllers and named hierarchies.
 pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> {
+    Ok(cgroup_v1_mounts()?
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect())
+}
+
+/// The cgroup v1 mounts of `/proc/self/mountinfo`, in its order.
+// Modified for strict-supplementalgroups-container-runtime (not in libcgroups 0.7.0):
+// - only the lines whose filesystem type is `cgroup` are parsed into a `MountInfo` (a full parse
+//   costs thousands of instructions per line, and a Kubernetes node has hundreds to thousands
+//   of mounts); the others are told apart by the ` - cgroup ` that starts the part after the
+//   separator of a cgroup v1 line (mount points and options escape spaces, so that text cannot
+//   appear elsewhere in a line);
+// - the result of the first successful read is kept for the life of the process (and of the
+//   processes forked from it after that read), as runc keeps its cgroup mountinfo: the kernel
+//   spends about a microsecond per mount generating mountinfo on every read, and container
+//   creation otherwise read it once per lookup (the manager, cpuset's parent walk, the cgroup
+//   mounts of the container). The cgroup v1 hierarchies a runtime process sees do not change
+//   while it runs.
+fn cgroup_v1_mounts() -> Result<Vec<MountInfo>, V1MountPointError> {
+    static CGROUP_V1_MOUNTS: OnceLock<Vec<MountInfo>> = OnceLock::new();
+    if let Some(mounts) = CGROUP_V1_MOUNTS.get() {
+        return Ok(mounts.clone());
+    }
     let reader = BufReader::new(ProcfsHandle::new()?.open(
         ProcfsBase::ProcSelf,
         "mountinfo",
         OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
     )?);
-
-    reader
-        .lines()
-        .map(|lr| {
-            lr.map_err(V1MountPointError::Io)
-                .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
-        })
-        .try_fold(Vec::new(), |mut mount_points, r| {
-            r.map(|m| {
-                if m.fs_type == "cgroup" {
-                    mount_points.push(m.mount_point);
-                }
-                mount_points
-            })
-        })
+    let mut mounts = Vec::new();
+    for line in reader.lines() {
+        let line = line?;
+        if !line.contains(" - cgroup ") {
+            continue;
+        }
+        let m = MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo)?;
+        if m.fs_type == "cgroup" {
+            mounts.push(m);
+        }
+    }
+    Ok(CGROUP_V1_MOUNTS.get_or_init(|| mounts).clone())
 }
 
 /// List the mount points of all currently supported cgroup subsystems.
@@ -63,27 +85,7 @@ pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>,
 }
 
 pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, V1MountPointError> {
-    let reader = BufReader::new(ProcfsHandle::new()?.open(
-        ProcfsBase::ProcSelf,
-        "mountinfo",
-        OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-    )?);
-
-    reader
-        .lines()
-        .map(|lr| {
-            lr.map_err(V1MountPointError::Io)
-                .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
-        })
-        .find_map(|r| match r {
-            Err(e) => Some(Err(e)),
-            Ok(m) if is_subsystem_mount(&m, subsystem) => Some(Ok(m.mount_point)),
-            Ok(_) => None,
-        })
-        .transpose()?
-        .ok_or(V1MountPointError::NotFound {
-            subsystem: *subsystem,
-        })
+    MountTable::read()?.subsystem_mount_point(subsystem)
 }
 
 /// Whether `m` is the cgroup v1 mount of `subsystem`.
@@ -112,48 +114,32 @@ fn is_subsystem_mount(m: &MountInfo, subsystem: &ControllerType) -> bool {
     }
 }
 
-/// `/proc/self/mountinfo`, read and parsed once, for looking up the mount points of several
-/// subsystems (a v1 cgroup manager needs up to twelve). Each lookup gives the answer
-/// [`get_subsystem_mount_point`] gives for the same file: the first line that either fails to
-/// parse or is the subsystem's mount decides.
+/// The cgroup v1 mounts of `/proc/self/mountinfo`, read once, for looking up the mount points
+/// of several subsystems (a v1 cgroup manager needs up to twelve).
 // Modified for strict-supplementalgroups-container-runtime (not in libcgroups 0.7.0): reading
-// and parsing mountinfo once per cgroup manager instead of once per subsystem.
+// mountinfo once per cgroup manager instead of once per subsystem.
 pub(crate) struct MountTable {
-    /// One entry per line; `None` for a line that did not parse.
-    lines: Vec<Option<MountInfo>>,
+    mounts: Vec<MountInfo>,
 }
 
 impl MountTable {
     pub(crate) fn read() -> Result<Self, V1MountPointError> {
-        let reader = BufReader::new(ProcfsHandle::new()?.open(
-            ProcfsBase::ProcSelf,
-            "mountinfo",
-            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?);
-        let lines = reader
-            .lines()
-            .map(|lr| lr.map(|line| MountInfo::from_line(&line).ok()))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { lines })
+        Ok(Self {
+            mounts: cgroup_v1_mounts()?,
+        })
     }
 
+    /// The first mount of `subsystem`, as `get_subsystem_mount_point` always chose it.
     pub(crate) fn subsystem_mount_point(
         &self,
         subsystem: &ControllerType,
     ) -> Result<PathBuf, V1MountPointError> {
-        for line in &self.lines {
-            match line {
-                None => {
-                    return Err(V1MountPointError::MountInfo(ProcError::Other(
-                        "a line of /proc/self/mountinfo could not be parsed".to_owned(),
-                    )));
-                }
-                Some(m) if is_subsystem_mount(m, subsystem) => return Ok(m.mount_point.clone()),
-                Some(_) => {}
-            }
-        }
-        Err(V1MountPointError::NotFound {
-            subsystem: *subsystem,
-        })
+        self.mounts
+            .iter()
+            .find(|m| is_subsystem_mount(m, subsystem))
+            .map(|m| m.mount_point.clone())
+            .ok_or(V1MountPointError::NotFound {
+                subsystem: *subsystem,
+            })
     }
 }
