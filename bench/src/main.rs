@@ -54,6 +54,10 @@ usage: strict-supplementalgroups-bench [options]
   --runc PATH           runc to compare with (default: /usr/sbin/runc, else runc on PATH)
   --crun PATH|none      crun to compare with (default: /usr/bin/crun, else crun on PATH)
   --youki PATH|none     youki to compare with (default: youki on PATH or ~/.cargo/bin/youki, if it works)
+  --node-mounts N       add N tmpfs mounts in the bench's mount namespace first, as a node's pods
+                        have (default 0: the namespace's own mounts only)
+  --no-seal-cost        leave out ours-pod-file-presealed (the runtime started from a read-only
+                        overlay, so without its sealed re-exec: the cost of that protection)
   --iterations N        measured rounds per phase (default 100; --smoke: 3)
   --warmup N            discarded rounds before them (default 10; --smoke: 1)
   --phases LIST         cycle,commands,lookup (default: all)
@@ -74,6 +78,8 @@ struct Opts {
     crun: Option<PathBuf>,
     youki: Option<PathBuf>,
     youki_explicit: bool,
+    node_mounts: usize,
+    seal_cost: bool,
     iterations: usize,
     warmup: usize,
     phases: Vec<String>,
@@ -102,6 +108,8 @@ fn parse_args() -> Result<Opts> {
     let mut runtime = repo_dir().join("target/release").join(RUNTIME_BIN);
     let mut runc = None;
     let mut compare = None;
+    let mut node_mounts = 0;
+    let mut seal_cost = true;
     let mut crun: Option<Option<PathBuf>> = None;
     let mut youki: Option<Option<PathBuf>> = None;
     let mut iterations = None;
@@ -129,6 +137,8 @@ fn parse_args() -> Result<Opts> {
             "--runtime" => runtime = value(&arg)?.into(),
             "--runc" => runc = Some(PathBuf::from(value(&arg)?)),
             "--compare" => compare = Some(PathBuf::from(value(&arg)?)),
+            "--node-mounts" => node_mounts = number(&arg, value(&arg)?)?,
+            "--no-seal-cost" => seal_cost = false,
             "--crun" => {
                 let v = value(&arg)?;
                 crun = Some((v != "none").then(|| PathBuf::from(v)));
@@ -224,6 +234,9 @@ fn parse_args() -> Result<Opts> {
             .map(|y| std::fs::canonicalize(&y).with_context(|| format!("youki {}", y.display())))
             .transpose()?,
         youki_explicit,
+        node_mounts,
+        // The smoke run proves the harness on few cases.
+        seal_cost: seal_cost && !smoke,
         iterations,
         warmup: warmup.unwrap_or(if smoke { 1 } else { 10 }),
         phases,
@@ -465,6 +478,9 @@ fn run(opts: &Opts) -> Result<()> {
 
     let ws = Workspace::create(&opts.work_dir, opts.tmpfs)?;
     let work = ws.dir.clone();
+    if opts.node_mounts > 0 {
+        mountns::add_node_mounts(&work.join("node-mounts"), opts.node_mounts)?;
+    }
     eprintln!(
         "bench: work dir {} ({}), load {load_before}",
         work.display(),
@@ -564,6 +580,16 @@ fn run(opts: &Opts) -> Result<()> {
     if let Some(crun) = &opts.crun {
         cases.push(Case::new(report::CRUN, Kind::Crun, crun, &work, &[])?);
     }
+    if opts.seal_cost {
+        let presealed = mountns::sealed_view(ours, &work.join("sealed"), &work.join("empty"))?;
+        cases.push(Case::new(
+            report::PRESEALED,
+            Kind::OursPodFile,
+            &presealed,
+            &work,
+            &config_env(&file_cfg),
+        )?);
+    }
     if let Some(other) = &opts.compare {
         cases.push(Case::new(
             report::COMPARE,
@@ -588,6 +614,21 @@ fn run(opts: &Opts) -> Result<()> {
         smoke: opts.smoke,
         ..Results::default()
     };
+    if opts.seal_cost {
+        results.notes.push(format!(
+            "{} is the ours-pod-file workload with the runtime started from a read-only \
+             overlayfs view of its directory (already sealed, so create and exec skip the \
+             sealed re-exec): the difference to ours-pod-file is what that protection costs",
+            report::PRESEALED
+        ));
+    }
+    if opts.node_mounts > 0 {
+        results.notes.push(format!(
+            "{} tmpfs mounts were added in the bench's namespace first (a node's pods' mounts); \
+             every runtime saw them",
+            opts.node_mounts
+        ));
+    }
     if let Some(other) = &opts.compare {
         results.notes.push(format!(
             "{} is the ours-pod-file workload run by {}",
@@ -807,6 +848,7 @@ fn run(opts: &Opts) -> Result<()> {
             Kind::Youki => "youki",
             Kind::Crun => "crun",
             _ if case.name == report::COMPARE => "compared build of this runtime",
+            _ if case.name == report::PRESEALED => continue,
             _ => "strict-supplementalgroups-container-runtime",
         };
         if results.binaries.iter().any(|b| b.0 == kind_name) {
@@ -852,6 +894,15 @@ fn run(opts: &Opts) -> Result<()> {
     m.insert("seed".into(), json!(opts.seed));
     m.insert("cpus".into(), json!(cpus));
     m.insert("cgroup_layout".into(), json!(cgroup_view.layout));
+    m.insert("node_mounts_added".into(), json!(opts.node_mounts));
+    m.insert(
+        "mountinfo_lines".into(),
+        json!(
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        ),
+    );
     m.insert(
         "cgroup2_mounts_hidden".into(),
         json!(

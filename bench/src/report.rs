@@ -44,6 +44,11 @@ pub const YOUKI: &str = "youki";
 pub const CRUN: &str = "crun";
 /// `--compare`: the ours-pod-file workload run by another build.
 pub const COMPARE: &str = "compare-pod-file";
+/// The ours-pod-file workload with the runtime started already sealed (no re-exec).
+pub const PRESEALED: &str = "ours-pod-file-presealed";
+
+/// A ~95% confidence interval (low, high).
+type Interval = (f64, f64);
 
 pub struct Target {
     /// The issue that set it.
@@ -143,6 +148,9 @@ impl Results {
             ("exec_enforced_vs_youki", &self.exec, FILE, YOUKI),
             ("exec_unmanaged_vs_crun", &self.exec, UNMANAGED, CRUN),
             ("enforced_vs_compare", c, FILE, COMPARE),
+            ("presealed_vs_crun", c, PRESEALED, CRUN),
+            ("create_presealed_vs_crun", &self.create, PRESEALED, CRUN),
+            ("exec_presealed_vs_crun", &self.exec, PRESEALED, CRUN),
             ("create_enforced_vs_compare", &self.create, FILE, COMPARE),
             ("exec_enforced_vs_compare", &self.exec, FILE, COMPARE),
             ("start_enforced_vs_crun", &self.ops_start, FILE, CRUN),
@@ -375,6 +383,7 @@ impl Results {
             },
             "explain_process_ms": self.explain.to_json(),
             "exec_enforcement_overhead_ms": round3(self.exec.diff(FILE, UNMANAGED)),
+            "seal_cost_ms": self.seal_cost_json(),
             "exec_enforcement_inprocess_ms": self.exec_filter.to_json(),
             "create_enforcement_inprocess_ms": self.create_stage.to_json(),
             "exec_enforcement_overhead_ci95_ms": self
@@ -388,6 +397,28 @@ impl Results {
             "notes": self.notes,
             "meta": self.meta,
         })
+    }
+
+    /// What the sealed re-exec costs: per-round differences ours-pod-file − presealed.
+    fn seal_cost(&self) -> Vec<(&'static str, Option<f64>, Option<Interval>)> {
+        [("create", &self.create), ("exec", &self.exec)]
+            .into_iter()
+            .map(|(what, s)| (what, s.diff(FILE, PRESEALED), s.diff_ci(FILE, PRESEALED)))
+            .collect()
+    }
+
+    fn seal_cost_json(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        for (what, median, ci) in self.seal_cost() {
+            map.insert(what.to_owned(), round3(median));
+            map.insert(
+                format!("{what}_ci95"),
+                ci.map_or(Value::Null, |(lo, hi)| {
+                    json!([round3(Some(lo)), round3(Some(hi))])
+                }),
+            );
+        }
+        Value::Object(map)
     }
 
     pub fn markdown(&self) -> String {
@@ -499,6 +530,24 @@ impl Results {
                     );
                 }
             }
+        }
+        let seal: Vec<String> = self
+            .seal_cost()
+            .into_iter()
+            .filter_map(|(what, median, ci)| {
+                let ci = ci.map_or(String::new(), |(lo, hi)| {
+                    format!(" (~95% CI {lo:.2} – {hi:.2})")
+                });
+                Some(format!("`{what}` {:.2} ms{ci}", median?))
+            })
+            .collect();
+        if !seal.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nThe sealed re-exec (CVE-2019-5736), measured as ours-pod-file − \
+                 ours-pod-file-presealed per round, median: {}.",
+                seal.join(", ")
+            );
         }
         if !self.exec_filter.order.is_empty() {
             let shown: Vec<String> = self
