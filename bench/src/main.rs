@@ -589,6 +589,19 @@ fn run(opts: &Opts) -> Result<()> {
             &work,
             &config_env(&file_cfg),
         )?);
+        // crun re-execs itself too (from a read-only bind mount of its binary) unless it
+        // already runs from a read-only mount: the same measurement for it.
+        if let Some(crun) = &opts.crun {
+            let presealed =
+                mountns::sealed_view(crun, &work.join("sealed-crun"), &work.join("empty"))?;
+            cases.push(Case::new(
+                report::CRUN_PRESEALED,
+                Kind::Crun,
+                &presealed,
+                &work,
+                &[],
+            )?);
+        }
     }
     if let Some(other) = &opts.compare {
         cases.push(Case::new(
@@ -618,8 +631,10 @@ fn run(opts: &Opts) -> Result<()> {
         results.notes.push(format!(
             "{} is the ours-pod-file workload with the runtime started from a read-only \
              overlayfs view of its directory (already sealed, so create and exec skip the \
-             sealed re-exec): the difference to ours-pod-file is what that protection costs",
-            report::PRESEALED
+             sealed re-exec): the difference to ours-pod-file is what that protection costs; \
+             {} is crun started the same way (it then skips its own re-exec)",
+            report::PRESEALED,
+            report::CRUN_PRESEALED
         ));
     }
     if opts.node_mounts > 0 {
@@ -848,7 +863,7 @@ fn run(opts: &Opts) -> Result<()> {
             Kind::Youki => "youki",
             Kind::Crun => "crun",
             _ if case.name == report::COMPARE => "compared build of this runtime",
-            _ if case.name == report::PRESEALED => continue,
+            _ if case.name == report::PRESEALED || case.name == report::CRUN_PRESEALED => continue,
             _ => "strict-supplementalgroups-container-runtime",
         };
         if results.binaries.iter().any(|b| b.0 == kind_name) {
