@@ -63,13 +63,16 @@ e2e-release rounds="36": build
     cargo build -p strict-supplementalgroups-installer -p strict-supplementalgroups-e2e
     target/debug/strict-supplementalgroups-e2e --runtime {{release}}/{{runtime}} --suite containerd --latency-rounds {{rounds}}
 
-# Benchmarks (root): the release build vs runc (and youki 0.7 when installed), interleaved;
-# writes target/bench/results.json and prints a markdown table (bench/README.md). Not pass/fail.
+# Benchmarks (root): the release build vs crun, runc (and youki 0.7 when installed), interleaved,
+# all in the harness's private mount namespace (a hybrid host's cgroup2 mount hidden: crun refuses
+# hybrid mode); writes target/bench/results.json and prints a markdown table (bench/README.md).
+# Not pass/fail.
 bench *args: build
     cargo build --release -p strict-supplementalgroups-bench
     target/release/strict-supplementalgroups-bench --runtime {{release}}/{{runtime}} --out target/bench {{args}}
 
-# The benchmark harness for a few rounds on the debug build (CI: proves it runs; no numbers)
+# The benchmark harness for a few rounds on the debug build, crun included (CI: proves it runs;
+# no numbers)
 bench-smoke:
     cargo build --bin {{runtime}}
     cargo build -p strict-supplementalgroups-bench

@@ -197,22 +197,48 @@ pub fn destroy_leftovers(rt: &Runtime) {
 }
 
 /// Removes `/<name>` (and everything below it) from every cgroup hierarchy: the parent of all
-/// the bench's container cgroups, which the runtimes leave behind.
-pub fn remove_cgroup_tree(name: &str) {
+/// the bench's container cgroups, which the runtimes leave behind. Where a directory below
+/// `/sys/fs/cgroup` is not a cgroup filesystem (the tmpfs beneath a cgroup2 mount the bench's
+/// namespace hid, see [`crate::mountns`]), runtimes that still wrote there left plain
+/// directories and files (crun writes `cgroup.procs`): those are removed as files. Returns what
+/// is still there afterwards (empty: clean).
+pub fn remove_cgroup_tree(name: &str) -> Vec<PathBuf> {
+    let dirs = cgroup_tree_candidates(name);
+    for dir in &dirs {
+        if !dir.is_dir() {
+            continue;
+        }
+        let result = if is_cgroup_fs(dir) {
+            rmdir_tree(dir)
+        } else {
+            std::fs::remove_dir_all(dir).with_context(|| format!("rm -r {}", dir.display()))
+        };
+        if let Err(e) = result {
+            eprintln!("bench: cleanup: removing cgroup {}: {e:#}", dir.display());
+        }
+    }
+    dirs.into_iter().filter(|d| d.exists()).collect()
+}
+
+/// `/sys/fs/cgroup/<name>` and `/sys/fs/cgroup/<each entry>/<name>`.
+fn cgroup_tree_candidates(name: &str) -> Vec<PathBuf> {
     let base = Path::new("/sys/fs/cgroup");
     let mut candidates = vec![base.join(name)];
     if let Ok(entries) = std::fs::read_dir(base) {
         for e in entries.flatten() {
-            candidates.push(e.path().join(name));
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                candidates.push(e.path().join(name));
+            }
         }
     }
-    for dir in candidates {
-        if dir.is_dir()
-            && let Err(e) = rmdir_tree(&dir)
-        {
-            eprintln!("bench: cleanup: removing cgroup {}: {e:#}", dir.display());
-        }
-    }
+    candidates
+}
+
+fn is_cgroup_fs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir).is_ok_and(|fs| {
+        let t = fs.filesystem_type();
+        t == nix::sys::statfs::CGROUP_SUPER_MAGIC || t == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+    })
 }
 
 fn rmdir_tree(dir: &Path) -> Result<()> {

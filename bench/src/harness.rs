@@ -37,6 +37,7 @@ pub enum Kind {
     OursPodKubeletCached,
     Runc,
     Youki,
+    Crun,
 }
 
 impl Kind {
@@ -45,6 +46,12 @@ impl Kind {
             self,
             Kind::OursPodFile | Kind::OursPodKubeletFirst | Kind::OursPodKubeletCached
         )
+    }
+
+    /// Another runtime to compare with (its failures discard a round instead of ending the
+    /// run).
+    pub fn peer(self) -> bool {
+        matches!(self, Kind::Runc | Kind::Youki | Kind::Crun)
     }
 }
 

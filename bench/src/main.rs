@@ -1,23 +1,28 @@
 //! strict-supplementalgroups-bench: `just bench`.
 //!
 //! Measures the runtime the way the containerd runc shim drives it, interleaved round by round
-//! with runc (and youki when present) on the same machine, and writes
+//! with crun, runc (and youki when present) on the same machine, and writes
 //! `target/bench/results.json` and a markdown table:
 //!
 //! - the shim cycle (create → start → wait → delete of a busybox `true` container, no tty):
 //!   this runtime on an unmanaged container, on a pod container with the `file` source, with
 //!   the kubelet source against a TLS stand-in (first container of a pod: a uid never seen; and
-//!   a cached one), runc, youki;
+//!   a cached one), crun, runc, youki;
 //! - single commands on a running container: start, state, `exec --detach` of `true` (with a
 //!   containerd-style `--process` file), kill 9, delete;
 //! - the kubelet lookup alone (`explain`'s in-process `elapsed_us`, cache miss) against
 //!   stand-ins serving 110, 1,000 and 5,000 pods;
-//! - peak RSS of create, binary sizes, and the issue's targets as met / not met.
+//! - peak RSS of create, binary sizes, and the issues' targets as met / not met.
+//!
+//! Every runtime runs in the harness's private mount namespace, where a cgroup-hybrid host's
+//! cgroup2 mount is hidden ([`mountns`]): crun refuses hybrid mode, and all runtimes must see
+//! the same cgroup layout to be compared.
 //!
 //! Nothing is a pass/fail threshold: the exit code says whether the harness worked. Needs root.
 
 mod env;
 mod harness;
+mod mountns;
 mod proc;
 mod report;
 mod stats;
@@ -44,8 +49,15 @@ const NODE_PODS: usize = 110;
 const USAGE: &str = "\
 usage: strict-supplementalgroups-bench [options]
   --runtime PATH        runtime under test (default: target/release/strict-supplementalgroups-container-runtime)
+  --compare PATH        another build of this runtime, measured as the extra case compare-pod-file
+                        (the ours-pod-file workload): before/after numbers of a change in one run
   --runc PATH           runc to compare with (default: /usr/sbin/runc, else runc on PATH)
+  --crun PATH|none      crun to compare with (default: /usr/bin/crun, else crun on PATH)
   --youki PATH|none     youki to compare with (default: youki on PATH or ~/.cargo/bin/youki, if it works)
+  --node-mounts N       add N tmpfs mounts in the bench's mount namespace first, as a node's pods
+                        have (default 0: the namespace's own mounts only)
+  --no-seal-cost        leave out ours-pod-file-presealed (the runtime started from a read-only
+                        overlay, so without its sealed re-exec: the cost of that protection)
   --iterations N        measured rounds per phase (default 100; --smoke: 3)
   --warmup N            discarded rounds before them (default 10; --smoke: 1)
   --phases LIST         cycle,commands,lookup (default: all)
@@ -61,9 +73,13 @@ usage: strict-supplementalgroups-bench [options]
 
 struct Opts {
     runtime: PathBuf,
+    compare: Option<PathBuf>,
     runc: PathBuf,
+    crun: Option<PathBuf>,
     youki: Option<PathBuf>,
     youki_explicit: bool,
+    node_mounts: usize,
+    seal_cost: bool,
     iterations: usize,
     warmup: usize,
     phases: Vec<String>,
@@ -91,6 +107,10 @@ fn detect_youki() -> Option<PathBuf> {
 fn parse_args() -> Result<Opts> {
     let mut runtime = repo_dir().join("target/release").join(RUNTIME_BIN);
     let mut runc = None;
+    let mut compare = None;
+    let mut node_mounts = 0;
+    let mut seal_cost = true;
+    let mut crun: Option<Option<PathBuf>> = None;
     let mut youki: Option<Option<PathBuf>> = None;
     let mut iterations = None;
     let mut warmup = None;
@@ -116,6 +136,13 @@ fn parse_args() -> Result<Opts> {
         match arg.as_str() {
             "--runtime" => runtime = value(&arg)?.into(),
             "--runc" => runc = Some(PathBuf::from(value(&arg)?)),
+            "--compare" => compare = Some(PathBuf::from(value(&arg)?)),
+            "--node-mounts" => node_mounts = number(&arg, value(&arg)?)?,
+            "--no-seal-cost" => seal_cost = false,
+            "--crun" => {
+                let v = value(&arg)?;
+                crun = Some((v != "none").then(|| PathBuf::from(v)));
+            }
             "--youki" => {
                 let v = value(&arg)?;
                 youki = Some((v != "none").then(|| PathBuf::from(v)));
@@ -171,6 +198,16 @@ fn parse_args() -> Result<Opts> {
         None if env::is_executable(Path::new("/usr/sbin/runc")) => "/usr/sbin/runc".into(),
         None => env::which("runc").context("runc not found: apt-get install runc, or --runc")?,
     };
+    // crun is a peer like runc (scripts/bootstrap installs it): leaving it out takes
+    // `--crun none`.
+    let crun = match crun {
+        Some(choice) => choice,
+        None if env::is_executable(Path::new("/usr/bin/crun")) => Some("/usr/bin/crun".into()),
+        None => Some(
+            env::which("crun")
+                .context("crun not found: scripts/bootstrap installs it, or --crun none")?,
+        ),
+    };
     let youki_explicit = matches!(youki, Some(Some(_)));
     let youki = youki.unwrap_or_else(detect_youki);
     let iterations = iterations.unwrap_or(if smoke { 3 } else { 100 });
@@ -185,10 +222,21 @@ fn parse_args() -> Result<Opts> {
             )
         })?,
         runc: std::fs::canonicalize(&runc).with_context(|| format!("runc {}", runc.display()))?,
+        compare: compare
+            .map(|c| {
+                std::fs::canonicalize(&c).with_context(|| format!("--compare {}", c.display()))
+            })
+            .transpose()?,
+        crun: crun
+            .map(|c| std::fs::canonicalize(&c).with_context(|| format!("crun {}", c.display())))
+            .transpose()?,
         youki: youki
             .map(|y| std::fs::canonicalize(&y).with_context(|| format!("youki {}", y.display())))
             .transpose()?,
         youki_explicit,
+        node_mounts,
+        // The smoke run proves the harness on few cases.
+        seal_cost: seal_cost && !smoke,
         iterations,
         warmup: warmup.unwrap_or(if smoke { 1 } else { 10 }),
         phases,
@@ -239,15 +287,28 @@ fn main() -> ExitCode {
 struct Cleanup {
     runtimes: Vec<Runtime>,
     cgroup_parent: String,
+    done: bool,
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
+impl Cleanup {
+    /// Removes everything; returns the cgroup directories still there (empty: clean).
+    fn run(&mut self) -> Vec<PathBuf> {
+        self.done = true;
         for rt in &self.runtimes {
             env::destroy_leftovers(rt);
         }
         proc::reap_zombies();
-        env::remove_cgroup_tree(&self.cgroup_parent);
+        env::remove_cgroup_tree(&self.cgroup_parent)
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.done {
+            for left in self.run() {
+                eprintln!("bench: cleanup: {} is still there", left.display());
+            }
+        }
     }
 }
 
@@ -329,8 +390,8 @@ type Collected = BTreeMap<&'static str, stats::Series>;
 ///
 /// A round's samples are kept only when every case of the round succeeded, so that the samples
 /// of all cases stay paired by round. A failure of this runtime ends the run (a bug to look at);
-/// a failure of runc or youki is recorded in `failures` and its round discarded and redone,
-/// up to a tenth of the rounds.
+/// a failure of a peer (crun, runc, youki) is recorded in `failures` and its round discarded
+/// and redone, up to a tenth of the rounds.
 fn rounds(
     label: &str,
     rng: &mut Rng,
@@ -353,7 +414,7 @@ fn rounds(
         for case in &order {
             match f(case) {
                 Ok(m) => round.push((case.name.as_str(), m)),
-                Err(e) if matches!(case.kind, Kind::Runc | Kind::Youki) => {
+                Err(e) if case.kind.peer() => {
                     let msg = format!("{label}, round {}: {}: {e:#}", done + 1, case.name);
                     eprintln!("bench: {msg}; round discarded");
                     failures.push(msg);
@@ -369,7 +430,7 @@ fn rounds(
             discarded += 1;
             if discarded > budget {
                 bail!(
-                    "{label}: {discarded} rounds discarded because runc or youki failed; \
+                    "{label}: {discarded} rounds discarded because a peer runtime failed; \
                      giving up:\n{}",
                     failures.join("\n")
                 );
@@ -402,6 +463,9 @@ fn run(opts: &Opts) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the bench creates containers: run it as root");
     }
+    // First, while this process has one thread: everything after runs in the namespace.
+    let cgroup_view = mountns::enter()?;
+    eprintln!("bench: {}", cgroup_view.describe());
     test_support::rootfs::require_busybox()?;
     test_support::process::become_subreaper()?;
     proc::install_interrupt_handler()?;
@@ -414,6 +478,9 @@ fn run(opts: &Opts) -> Result<()> {
 
     let ws = Workspace::create(&opts.work_dir, opts.tmpfs)?;
     let work = ws.dir.clone();
+    if opts.node_mounts > 0 {
+        mountns::add_node_mounts(&work.join("node-mounts"), opts.node_mounts)?;
+    }
     eprintln!(
         "bench: work dir {} ({}), load {load_before}",
         work.display(),
@@ -510,20 +577,80 @@ fn run(opts: &Opts) -> Result<()> {
         )?,
         Case::new(report::RUNC, Kind::Runc, &opts.runc, &work, &[])?,
     ];
+    if let Some(crun) = &opts.crun {
+        cases.push(Case::new(report::CRUN, Kind::Crun, crun, &work, &[])?);
+    }
+    if opts.seal_cost {
+        let presealed = mountns::sealed_view(ours, &work.join("sealed"), &work.join("empty"))?;
+        cases.push(Case::new(
+            report::PRESEALED,
+            Kind::OursPodFile,
+            &presealed,
+            &work,
+            &config_env(&file_cfg),
+        )?);
+        // crun re-execs itself too (from a read-only bind mount of its binary) unless it
+        // already runs from a read-only mount: the same measurement for it.
+        if let Some(crun) = &opts.crun {
+            let presealed =
+                mountns::sealed_view(crun, &work.join("sealed-crun"), &work.join("empty"))?;
+            cases.push(Case::new(
+                report::CRUN_PRESEALED,
+                Kind::Crun,
+                &presealed,
+                &work,
+                &[],
+            )?);
+        }
+    }
+    if let Some(other) = &opts.compare {
+        cases.push(Case::new(
+            report::COMPARE,
+            Kind::OursPodFile,
+            other,
+            &work,
+            &config_env(&file_cfg),
+        )?);
+    }
     if let Some(youki) = &opts.youki {
         cases.push(Case::new(report::YOUKI, Kind::Youki, youki, &work, &[])?);
     }
 
     // `explain` (the lookup phase) creates no container: only these roots can hold any.
-    let _cleanup = Cleanup {
+    let mut cleanup = Cleanup {
         runtimes: cases.iter().map(|c| c.rt.clone()).collect(),
         cgroup_parent: h.cgroup_parent.clone(),
+        done: false,
     };
 
     let mut results = Results {
         smoke: opts.smoke,
         ..Results::default()
     };
+    if opts.seal_cost {
+        results.notes.push(format!(
+            "{} is the ours-pod-file workload with the runtime started from a read-only \
+             overlayfs view of its directory (already sealed, so create and exec skip the \
+             sealed re-exec): the difference to ours-pod-file is what that protection costs; \
+             {} is crun started the same way (it then skips its own re-exec)",
+            report::PRESEALED,
+            report::CRUN_PRESEALED
+        ));
+    }
+    if opts.node_mounts > 0 {
+        results.notes.push(format!(
+            "{} tmpfs mounts were added in the bench's namespace first (a node's pods' mounts); \
+             every runtime saw them",
+            opts.node_mounts
+        ));
+    }
+    if let Some(other) = &opts.compare {
+        results.notes.push(format!(
+            "{} is the ours-pod-file workload run by {}",
+            report::COMPARE,
+            other.display()
+        ));
+    }
     let mut rng = Rng(opts.seed | 1);
 
     // What the clock reads for a process that does nothing: spawn + exit + wait of /bin/true,
@@ -556,6 +683,11 @@ fn run(opts: &Opts) -> Result<()> {
              v1,v2,systemd,seccomp); left out: {why}"
         ));
         cases.retain(|c| c.kind != Kind::Youki);
+    }
+    if !cases.iter().any(|c| c.kind == Kind::Crun) {
+        results
+            .notes
+            .push("crun left out (--crun none): its ratios and targets are null".to_owned());
     }
     if !cases.iter().any(|c| c.kind == Kind::Youki) {
         results
@@ -690,7 +822,7 @@ fn run(opts: &Opts) -> Result<()> {
     }
     if !failures.is_empty() {
         results.notes.push(format!(
-            "{} round(s) discarded because runc or youki failed: {}",
+            "{} round(s) discarded because a peer runtime failed: {}",
             failures.len(),
             failures.join("; ")
         ));
@@ -698,6 +830,25 @@ fn run(opts: &Opts) -> Result<()> {
     results.failures = failures;
 
     drop(lookups);
+    // Every container and cgroup directory of the run, now: the report says whether it is clean.
+    let cgroups_left = cleanup.run();
+    results.notes.push(cgroup_view.describe());
+    results.notes.push(if cgroups_left.is_empty() {
+        format!(
+            "every cgroup directory of the run (`/{}` in each hierarchy, and under the hidden \
+             cgroup2 mount point) was removed",
+            h.cgroup_parent
+        )
+    } else {
+        format!(
+            "cgroup directories the run could not remove: {}",
+            cgroups_left
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
     let names: Vec<String> = cases
         .iter()
         .map(|c| c.name.clone())
@@ -710,6 +861,9 @@ fn run(opts: &Opts) -> Result<()> {
         let kind_name = match case.kind {
             Kind::Runc => "runc",
             Kind::Youki => "youki",
+            Kind::Crun => "crun",
+            _ if case.name == report::COMPARE => "compared build of this runtime",
+            _ if case.name == report::PRESEALED || case.name == report::CRUN_PRESEALED => continue,
             _ => "strict-supplementalgroups-container-runtime",
         };
         if results.binaries.iter().any(|b| b.0 == kind_name) {
@@ -754,6 +908,35 @@ fn run(opts: &Opts) -> Result<()> {
     m.insert("smoke".into(), json!(opts.smoke));
     m.insert("seed".into(), json!(opts.seed));
     m.insert("cpus".into(), json!(cpus));
+    m.insert("cgroup_layout".into(), json!(cgroup_view.layout));
+    m.insert("node_mounts_added".into(), json!(opts.node_mounts));
+    m.insert(
+        "mountinfo_lines".into(),
+        json!(
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        ),
+    );
+    m.insert(
+        "cgroup2_mounts_hidden".into(),
+        json!(
+            cgroup_view
+                .hidden
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        ),
+    );
+    m.insert(
+        "cgroup_dirs_left".into(),
+        json!(
+            cgroups_left
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        ),
+    );
     m.insert(
         "kernel".into(),
         json!(
@@ -813,5 +996,8 @@ fn run(opts: &Opts) -> Result<()> {
         json_path.display(),
         wall.elapsed().as_secs_f64()
     );
+    if !cgroups_left.is_empty() {
+        bail!("the run left cgroup directories behind: {cgroups_left:?}");
+    }
     Ok(())
 }
