@@ -51,6 +51,7 @@ lint:
 # 2.x as the oracle, and the latency a kubelet sees), and podman + conmon the way CRI-O drives a
 # runtime, against a stand-in kubelet (see e2e/README.md). Options go to the harness, e.g.
 # `just e2e --lines 2.x --latency-rounds 0`.
+#
 # End to end (root): containerd 1.6/1.7/2.x over CRI, Strict as the oracle, podman + conmon
 e2e *args:
     cargo build --bin {{runtime}}
@@ -58,6 +59,7 @@ e2e *args:
     target/debug/strict-supplementalgroups-e2e --runtime target/debug/{{runtime}} {{args}}
 
 # The numbers README quotes; latency is not pass/fail.
+#
 # The containerd e2e suite against the release build, with more latency rounds (root)
 e2e-release rounds="36": build
     cargo build -p strict-supplementalgroups-installer -p strict-supplementalgroups-e2e
