@@ -32,9 +32,9 @@ demo-smoke:
     cargo build --bin {{runtime}}
     demo/demo.sh target/debug/{{runtime}}
 
-# Everything CI checks: lint, unit + integration tests, end-to-end, the demo script and the
-# benchmark harness (both on the debug build the tests already made), and every fuzz target
-# briefly
+# The demo script and the benchmark harness run on the debug build the tests already made.
+#
+# Everything CI checks: lint, unit + integration, e2e, demo, bench and fuzz smoke runs
 test: lint unit e2e demo-smoke bench-smoke fuzz-smoke
 
 # Unit and integration tests of every crate (integration tests start real containers: root)
@@ -65,24 +65,25 @@ e2e-release rounds="36": build
     cargo build -p strict-supplementalgroups-installer -p strict-supplementalgroups-e2e
     target/debug/strict-supplementalgroups-e2e --runtime {{release}}/{{runtime}} --suite containerd --latency-rounds {{rounds}}
 
-# Benchmarks (root): the release build vs crun, runc (and youki 0.7 when installed), interleaved,
-# all in the harness's private mount namespace (a hybrid host's cgroup2 mount hidden: crun refuses
-# hybrid mode); writes target/bench/results.json and prints a markdown table (bench/README.md).
-# Not pass/fail.
+# The release build vs crun, runc (and youki 0.7 when installed), interleaved, all in the
+# harness's private mount namespace (a hybrid host's cgroup2 mount hidden: crun refuses hybrid
+# mode); writes target/bench/results.json and a markdown table (bench/README.md).
+#
+# Benchmarks (root), not pass/fail
 bench *args: build
     cargo build --release -p strict-supplementalgroups-bench
     target/release/strict-supplementalgroups-bench --runtime {{release}}/{{runtime}} --out target/bench {{args}}
 
-# The benchmark harness for a few rounds on the debug build, crun included (CI: proves it runs;
-# no numbers)
+# The benchmark harness for a few rounds on the debug build, crun included (CI: it runs; no numbers)
 bench-smoke:
     cargo build --bin {{runtime}}
     cargo build -p strict-supplementalgroups-bench
     target/debug/strict-supplementalgroups-bench --smoke --runtime target/debug/{{runtime}} --out target/bench/smoke
 
-# Coverage-guided fuzzing (cargo-fuzz, libFuzzer + AddressSanitizer) of every parser outside
-# input reaches, `seconds` per target, on the seeds and what earlier runs found; crashes land in
-# fuzz/artifacts/<target>/ (fuzz/README.md). E.g. `just fuzz 1200`, `just fuzz 60 argv pod_list`.
+# Crashes land in fuzz/artifacts/<target>/ (fuzz/README.md). E.g. `just fuzz 1200`,
+# `just fuzz 60 argv pod_list`.
+#
+# Coverage-guided fuzzing of every parser input reaches, `seconds` per target
 fuzz seconds="60" *targets:
     fuzz/run {{seconds}} {{targets}}
 
