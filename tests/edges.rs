@@ -845,3 +845,33 @@ fn kill_all_with_an_empty_cgroup_path_signals_only_the_init() {
     assert!(out.contains("kill-exit-0"), "{out}");
     assert!(init_gone, "the init did not get the signal");
 }
+
+// --- issue 13 §2: explain changes nothing ---------------------------------------------------
+
+#[test]
+fn explain_creates_no_state_root_and_writes_nothing() {
+    if !require_root() {
+        return;
+    }
+    let env = env("explainnothing");
+    let b = bundle(
+        &env,
+        "explained",
+        &["true"],
+        (1000, 1000, &[1000, 50000, 60000]),
+        app_annotations("grants-60000", "uid-60000"),
+    );
+    let before = std::fs::read(b.config_path()).unwrap();
+    let root = env.path().join("never-created");
+    let out = std::process::Command::new(&env.runtime.binary)
+        .args(["--root", root.to_str().unwrap(), "explain", "--bundle"])
+        .arg(&b.dir)
+        .env(common::CONFIG_ENV, env.path().join("runtime-config.toml"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dropped:          50000"));
+    assert!(!root.exists(), "explain created the state root");
+    assert_eq!(std::fs::read(b.config_path()).unwrap(), before);
+}

@@ -59,12 +59,17 @@ pub fn dispatch(opts: Opts, log: &LogHandle) -> Result<i32> {
         Command::Features(args) => return features::features(args).map(|()| 0),
         _ => {}
     }
-    let root = prepare_root(
-        &opts
-            .global
-            .root
-            .unwrap_or_else(|| PathBuf::from(crate::cli::DEFAULT_ROOT)),
-    )?;
+    let root = opts
+        .global
+        .root
+        .unwrap_or_else(|| PathBuf::from(crate::cli::DEFAULT_ROOT));
+    if let Command::Explain(args) = opts.command {
+        // explain changes nothing, not even by creating the state root.
+        let config = load_config(log)?;
+        let root = root.canonicalize().unwrap_or(root);
+        return explain::explain(args, &root, &config).map(|()| 0);
+    }
+    let root = prepare_root(&root)?;
     let done = |r: Result<()>| r.map(|()| 0);
     match opts.command {
         Command::Create(args) => {
@@ -74,10 +79,6 @@ pub fn dispatch(opts: Opts, log: &LogHandle) -> Result<i32> {
         Command::Run(args) => {
             let config = load_config(log)?;
             run::run(args, &root, systemd, &config)
-        }
-        Command::Explain(args) => {
-            let config = load_config(log)?;
-            done(explain::explain(args, &root, &config))
         }
         Command::Exec(args) => {
             // The exec decision comes from the record kept at create, so a config problem must
@@ -99,7 +100,7 @@ pub fn dispatch(opts: Opts, log: &LogHandle) -> Result<i32> {
         Command::Events(args) => done(events::events(args, &root)),
         Command::Update(args) => done(update::update(args, &root)),
         Command::Checkpoint(args) => done(checkpoint::checkpoint(args, &root)),
-        Command::Spec(_) | Command::Features(_) => Ok(0),
+        Command::Spec(_) | Command::Features(_) | Command::Explain(_) => Ok(0),
     }
 }
 
