@@ -137,7 +137,9 @@ fn render_text(report: &Report<'_>, spec: &BundleSpec) -> String {
     );
     if let Some(rule) = e.primary_gid_rule {
         let why = match rule {
-            PrimaryGidRule::ImagePolicy => "kept as the CRI resolved it (primary-gid = \"image\")",
+            PrimaryGidRule::ImagePolicy => {
+                "chosen by the image, kept as the CRI resolved it (primary-gid = \"image\")"
+            }
             PrimaryGidRule::RunAsGroup => "the container's effective runAsGroup",
             PrimaryGidRule::Granted => "granted by the pod",
             PrimaryGidRule::EqualsUid => "equals the uid (primary-gid = \"granted-or-uid\")",

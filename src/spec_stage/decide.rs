@@ -62,7 +62,8 @@ pub fn decide(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PrimaryGidRule {
-    /// `primary-gid = "image"`: whatever the CRI resolved is kept (as Strict does).
+    /// `primary-gid = "image"`: what the CRI resolved is kept (as Strict does), though it is
+    /// neither the container's runAsGroup nor granted: the image chose it.
     ImagePolicy,
     /// It is the container's effective `runAsGroup`.
     RunAsGroup,
@@ -80,16 +81,18 @@ pub fn primary_gid_rule(
     run_as_group: Option<u32>,
     mut granted: impl Iterator<Item = u32>,
 ) -> Option<PrimaryGidRule> {
-    if policy == PrimaryGidPolicy::Image {
-        return Some(PrimaryGidRule::ImagePolicy);
-    }
+    // The most telling reason first, whatever the policy (explain and the audit line show it).
     if run_as_group == Some(gid) {
         return Some(PrimaryGidRule::RunAsGroup);
     }
     if granted.any(|g| g == gid) {
         return Some(PrimaryGidRule::Granted);
     }
-    (policy == PrimaryGidPolicy::GrantedOrUid && gid == uid).then_some(PrimaryGidRule::EqualsUid)
+    match policy {
+        PrimaryGidPolicy::Image => Some(PrimaryGidRule::ImagePolicy),
+        PrimaryGidPolicy::GrantedOrUid if gid == uid => Some(PrimaryGidRule::EqualsUid),
+        PrimaryGidPolicy::GrantedOrUid | PrimaryGidPolicy::Granted => None,
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +149,11 @@ mod tests {
         assert_eq!(
             primary_gid_rule(Image, 50000, 1000, None, [60000].into_iter()),
             Some(PrimaryGidRule::ImagePolicy)
+        );
+        // Under image too, the reason names a runAsGroup when there is one.
+        assert_eq!(
+            primary_gid_rule(Image, 1000, 1000, Some(1000), [].into_iter()),
+            Some(PrimaryGidRule::RunAsGroup)
         );
         for policy in [Granted, GrantedOrUid] {
             assert_eq!(
