@@ -433,8 +433,10 @@ pub fn check_status(
     let what = match permission {
         Permission::NodesProxy => format!(
             "the node's identity (the client certificate in kubeconfig {}) needs permission \
-             to get nodes/proxy on this node — deploy/ ships that RBAC (a ClusterRole \
-             granting get on nodes/proxy, bound to the group system:nodes)",
+             to get nodes/pods on this node where the kubelet authorizes it finely \
+             (KubeletFineGrainedAuthz, on by default since Kubernetes 1.33: deploy/'s default \
+             RBAC grants it to the group system:nodes), else nodes/proxy (deploy/'s opt-in \
+             component kubelet-nodes-proxy)",
             kubeconfig.display()
         ),
         Permission::PodsGet => format!(
