@@ -550,6 +550,30 @@ impl Cri {
         Ok(())
     }
 
+    /// StopContainer, then RemoveContainer of `id`: what failed, as `<call> <id>: <message>`.
+    pub async fn stop_and_remove_container(&mut self, id: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(s) = self.stop_container(id).await {
+            problems.push(format!("StopContainer {}: {}", short(id), s.message()));
+        }
+        if let Err(s) = self.remove_container(id).await {
+            problems.push(format!("RemoveContainer {}: {}", short(id), s.message()));
+        }
+        problems
+    }
+
+    /// StopPodSandbox, then RemovePodSandbox of `id`: what failed, as `<call> <id>: <message>`.
+    pub async fn stop_and_remove_sandbox(&mut self, id: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(s) = self.stop_pod_sandbox(id).await {
+            problems.push(format!("StopPodSandbox {}: {}", short(id), s.message()));
+        }
+        if let Err(s) = self.remove_pod_sandbox(id).await {
+            problems.push(format!("RemovePodSandbox {}: {}", short(id), s.message()));
+        }
+        problems
+    }
+
     /// Ids of every sandbox the runtime knows (for cleanup).
     pub async fn list_sandboxes(&mut self) -> Result<Vec<String>> {
         Ok(self
@@ -575,6 +599,11 @@ impl Cri {
             .map(|c| c.id)
             .collect())
     }
+}
+
+/// The first 12 characters of a sandbox or container id, as crictl shows them.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 fn namespace_options(pid: NamespaceMode) -> cri::NamespaceOption {
