@@ -78,6 +78,13 @@ impl Node {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Puts the test fixture `name` at `host_path`; returns its bytes.
+    fn put_fixture(&self, host_path: &str, name: &str) -> Vec<u8> {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        self.put(host_path, &bytes);
+        bytes
+    }
+
     fn read(&self, host_path: &str) -> Option<Vec<u8>> {
         std::fs::read(self.on_host(host_path)).ok()
     }
@@ -161,8 +168,7 @@ impl Node {
 /// install → golden; install again → same bytes, nothing changed; uninstall → the node as before.
 fn containerd_round_trip(fixture_name: &str, golden: &str) {
     let node = Node::new();
-    let original = std::fs::read(fixture(fixture_name)).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, fixture_name);
     std::fs::set_permissions(
         node.on_host(CONTAINERD_CONFIG),
         std::fs::Permissions::from_mode(0o600),
@@ -274,10 +280,7 @@ fn containerd_version_3_config() {
     containerd_round_trip("containerd-v3.toml", "containerd-v3.installed.toml");
     // containerd 2.x: the handler lives in a drop-in of ours that config.toml imports.
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-v3.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-v3.toml");
     let out = node.install(&["--cri", "containerd"]);
     assert!(out.contains("assuming the 2.x line"), "{out}");
     let dropin = "/etc/containerd/conf.d/99-strict-supplementalgroups.toml";
@@ -332,13 +335,10 @@ fn containerd_without_config_file() {
 #[test]
 fn crio_dropin_beside_an_existing_config() {
     let node = Node::new();
-    node.put(
-        "/etc/crio/crio.conf",
-        &std::fs::read(fixture("crio/crio.conf")).unwrap(),
-    );
-    node.put(
+    node.put_fixture("/etc/crio/crio.conf", "crio/crio.conf");
+    node.put_fixture(
         "/etc/crio/crio.conf.d/10-crio.conf",
-        &std::fs::read(fixture("crio/crio.conf.d/10-crio.conf")).unwrap(),
+        "crio/crio.conf.d/10-crio.conf",
     );
     let before = node.snapshot();
     let out = node.install(&["--cri", "crio"]);
@@ -444,10 +444,7 @@ fn malformed_toml_is_refused_and_nothing_is_written() {
 #[test]
 fn restart_runs_only_when_the_cri_config_changes() {
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-commented.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-commented.toml");
     let log = node.dir.path().join("restarts.log");
     let restart = format!(
         "/bin/sh -c 'echo \"$0 $1\" >> {}' restart {{unit}}",
@@ -493,8 +490,7 @@ fn restart_runs_only_when_the_cri_config_changes() {
 #[test]
 fn a_failed_restart_rolls_the_cri_config_back() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let stderr = failed(
         node.restarting_install("/bin/false {unit}", &[])
             .output()
@@ -523,8 +519,7 @@ fn a_failed_restart_rolls_the_cri_config_back() {
 #[test]
 fn uninstall_keeps_edits_made_after_install() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-commented.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-commented.toml");
     node.install(&["--cri", "containerd"]);
     let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
     edited.extend_from_slice(b"\n# OPS-1500: debug logging\n[debug]\n  level = \"debug\"\n");
@@ -608,10 +603,7 @@ fn runtime_config_and_names_are_configurable_and_restored() {
 #[test]
 fn dry_run_changes_nothing() {
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let before = node.snapshot();
     let out = node.install(&["--cri", "containerd", "--dry-run"]);
     assert!(
@@ -709,8 +701,7 @@ fn daemonset_args(node: &Node, ready: &Path) -> Vec<String> {
 #[test]
 fn a_sigterm_to_the_daemonset_pod_changes_nothing() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let ready = node.dir.path().join("ready");
     let stdout_path = node.dir.path().join("stdout");
     let args = daemonset_args(&node, &ready);
@@ -772,10 +763,7 @@ fn a_sigterm_to_the_daemonset_pod_changes_nothing() {
 #[test]
 fn two_installers_on_one_node_take_turns() {
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let marks = node.dir.path().join("marks");
     let restart = format!(
         "/bin/sh -c 'echo started >> {m}; sleep 2; echo ended >> {m}' restart {{unit}}",
@@ -814,8 +802,7 @@ fn two_installers_on_one_node_take_turns() {
 #[test]
 fn uninstall_keeps_a_runtime_added_after_install() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     node.install(&["--cri", "containerd"]);
     let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
     edited.extend_from_slice(
