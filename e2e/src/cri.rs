@@ -552,26 +552,22 @@ impl Cri {
 
     /// StopContainer, then RemoveContainer of `id`: what failed, as `<call> <id>: <message>`.
     pub async fn stop_and_remove_container(&mut self, id: &str) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Err(s) = self.stop_container(id).await {
-            problems.push(format!("StopContainer {}: {}", short(id), s.message()));
-        }
-        if let Err(s) = self.remove_container(id).await {
-            problems.push(format!("RemoveContainer {}: {}", short(id), s.message()));
-        }
-        problems
+        let stopped = self.stop_container(id).await;
+        let removed = self.remove_container(id).await;
+        failed_calls(
+            id,
+            [("StopContainer", stopped), ("RemoveContainer", removed)],
+        )
     }
 
     /// StopPodSandbox, then RemovePodSandbox of `id`: what failed, as `<call> <id>: <message>`.
     pub async fn stop_and_remove_sandbox(&mut self, id: &str) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Err(s) = self.stop_pod_sandbox(id).await {
-            problems.push(format!("StopPodSandbox {}: {}", short(id), s.message()));
-        }
-        if let Err(s) = self.remove_pod_sandbox(id).await {
-            problems.push(format!("RemovePodSandbox {}: {}", short(id), s.message()));
-        }
-        problems
+        let stopped = self.stop_pod_sandbox(id).await;
+        let removed = self.remove_pod_sandbox(id).await;
+        failed_calls(
+            id,
+            [("StopPodSandbox", stopped), ("RemovePodSandbox", removed)],
+        )
     }
 
     /// Ids of every sandbox the runtime knows (for cleanup).
@@ -599,6 +595,17 @@ impl Cri {
             .map(|c| c.id)
             .collect())
     }
+}
+
+/// `<call> <id>: <message>` of each call that failed.
+fn failed_calls(id: &str, calls: [(&str, Result<(), tonic::Status>); 2]) -> Vec<String> {
+    calls
+        .into_iter()
+        .filter_map(|(call, r)| {
+            r.err()
+                .map(|s| format!("{call} {}: {}", short(id), s.message()))
+        })
+        .collect()
 }
 
 /// The first 12 characters of a sandbox or container id, as crictl shows them.
