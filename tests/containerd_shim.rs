@@ -20,7 +20,7 @@ fn containerd_available() -> bool {
                 .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(b).is_file()))
         });
     if !found {
-        common::skip(
+        test_support::skip::skip(
             "containerd, ctr or containerd-shim-runc-v2 missing (scripts/bootstrap installs them)",
         );
     }
@@ -45,9 +45,7 @@ fn ctr_run_and_task_exec_through_the_runc_v2_shim() {
     let containerd =
         Containerd::start(ContainerdOptions::new("version = 2\n").cleanup_cgroup(cgroup.clone()))
             .unwrap();
-    containerd
-        .ctr_ok(&["images", "import", image.archive.to_str().unwrap()])
-        .unwrap();
+    containerd.import_image("default", &image.archive).unwrap();
 
     let id = "shim-ctr";
     let runc_root = containerd.runc_root();
@@ -71,7 +69,7 @@ fn ctr_run_and_task_exec_through_the_runc_v2_shim() {
         out.success(),
         "ctr run: {}\n{}",
         out.stderr,
-        log_tail(&containerd)
+        containerd.log_tail(30)
     );
 
     assert!(
@@ -83,7 +81,7 @@ fn ctr_run_and_task_exec_through_the_runc_v2_shim() {
             })
         }),
         "task never ran: {}",
-        log_tail(&containerd)
+        containerd.log_tail(30)
     );
     // Our runtime, not runc, owns the container: its state is under the runc root we gave.
     let state = test_support::runtime::Runtime::new(BINARY, runc_root.join("default"))
@@ -99,7 +97,7 @@ fn ctr_run_and_task_exec_through_the_runc_v2_shim() {
         exec.success(),
         "task exec: {}\n{}",
         exec.stderr,
-        log_tail(&containerd)
+        containerd.log_tail(30)
     );
     assert!(exec.stdout.contains("uid=1000"), "{}", exec.stdout);
     // No pod annotations (plain ctr): the image's groups pass through unchanged.
@@ -117,10 +115,4 @@ fn ctr_run_and_task_exec_through_the_runc_v2_shim() {
     containerd.ctr_ok(&["containers", "delete", id]).unwrap();
     assert!(!runc_root.join("default").join(id).exists());
     containerd.stop().unwrap();
-}
-
-fn log_tail(containerd: &Containerd) -> String {
-    let text = std::fs::read_to_string(containerd.log_path()).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }

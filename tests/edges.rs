@@ -16,7 +16,6 @@ use common::{TestEnv, require_root};
 use serde_json::{Value, json};
 use test_support::process::{self, groups_of, status_field};
 use test_support::rootfs::{Bundle, minimal_config};
-use test_support::runtime::last_error_msg;
 
 const CONTAINERD_NS: &str = "io.kubernetes.cri.sandbox-namespace";
 const CONTAINERD_NAME: &str = "io.kubernetes.cri.sandbox-name";
@@ -53,15 +52,23 @@ fn app_annotations(pod: &str, uid: &str) -> Value {
 
 /// A busybox bundle running `args` as `user`, with `annotations`.
 fn bundle(env: &TestEnv, id: &str, args: &[&str], user: (u32, u32, &[u32]), ann: Value) -> Bundle {
-    let mut config = minimal_config(args, user.0, user.1, user.2, &env.cgroup(id));
+    let mut config = env.config(id, args, user);
     if !ann.is_null() {
         config["annotations"] = ann;
     }
     env.bundle_with(id, &config)
 }
 
-fn start(env: &TestEnv, id: &str) {
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+/// A container of pod `tenant/grants-60000` running `args` as 1000:1000 whose spec lists the
+/// image's group 50000 too: what the stage enforces.
+fn enforced_bundle(env: &TestEnv, id: &str, args: &[&str]) -> Bundle {
+    bundle(
+        env,
+        id,
+        args,
+        (1000, 1000, &[1000, 50000, 60000]),
+        app_annotations("grants-60000", "uid-60000"),
+    )
 }
 
 // --- issue 11 §1: a container's supplementary groups are exactly its spec's ---------------
@@ -120,7 +127,7 @@ fn groups_are_exactly_the_specs_whatever_groups_the_caller_has() {
     assert_eq!(groups_of(sandbox).unwrap(), Vec::<u32>::new(), "sandbox");
 
     // exec, from a process file and from flags, into the running unmanaged container.
-    start(&env, "unmanaged");
+    env.start("unmanaged");
     let file = env.process_file(
         "empty.json",
         json!({"uid": 1000, "gid": 1000, "additionalGids": []}),
@@ -146,22 +153,7 @@ fn groups_are_exactly_the_specs_whatever_groups_the_caller_has() {
         (1000, 1000, &[]),
         Value::Null,
     );
-    let pid_file = env.pid_file("run-d");
-    env.runtime
-        .clone()
-        .with_cwd(&b.dir)
-        .run(&[
-            "run",
-            "-d",
-            "--bundle",
-            b.dir.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "run-d",
-        ])
-        .unwrap()
-        .expect_ok("run -d");
-    let run_pid = process::read_pid_file(&pid_file).unwrap();
+    let run_pid = env.run_detached(&b, "run-d", &["-d"]);
     assert_eq!(groups_of(run_pid).unwrap(), Vec::<u32>::new(), "run -d");
 
     for (id, pid) in [
@@ -213,7 +205,7 @@ fn odd_global_flag_forms_still_run_create_sealed() {
                 vec!["--root", &root]
             })
             .args(&args)
-            .env(common::CONFIG_ENV, env.path().join("runtime-config.toml"))
+            .env(common::CONFIG_ENV, env.config_file())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -241,13 +233,7 @@ fn racing_creates_of_one_id_leave_the_winner_alone() {
     }
     let env = env("racingids");
     let id = "contested";
-    let b = bundle(
-        &env,
-        id,
-        &["sleep", "100"],
-        (1000, 1000, &[1000, 50000, 60000]),
-        app_annotations("grants-60000", "uid-60000"),
-    );
+    let b = enforced_bundle(&env, id, &["sleep", "100"]);
     let b_dir = b.dir.display().to_string();
     let outcomes: Vec<(usize, bool, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -287,14 +273,9 @@ fn racing_creates_of_one_id_leave_the_winner_alone() {
     let init = process::read_pid_file(&env.path().join(format!("contested-{winner}.pid"))).unwrap();
     // The winner's container is intact: state, record, running init, enforced groups.
     assert_eq!(env.runtime.status(id).unwrap(), "created");
-    assert!(
-        env.root
-            .join(id)
-            .join("strict-supplementalgroups.json")
-            .is_file()
-    );
+    assert!(env.record(id).is_file());
     assert_eq!(groups_of(init).unwrap(), vec![1000, 60000]);
-    start(&env, id);
+    env.start(id);
     assert_eq!(env.runtime.status(id).unwrap(), "running");
     env.destroy(id, Some(init));
 }
@@ -440,48 +421,41 @@ fn in_contained_caller(env: &TestEnv, cgroup: &str, steps: &str) -> (Option<i32>
     // Never wait for EOF on its output: containers and the bystander inherit it.
     let mut caller = std::process::Command::new("sh")
         .args(["-c", &script])
-        .env(common::CONFIG_ENV, env.path().join("runtime-config.toml"))
+        .env(common::CONFIG_ENV, env.config_file())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = caller.try_wait().unwrap() {
-            break status;
+    let Some(status) = process::wait_until(&mut caller, Duration::from_secs(30)).unwrap() else {
+        // A runtime that froze its own cgroup (the freezer) hangs for ever: thaw and end
+        // everything in the test cgroup, then fail.
+        for h in hierarchies() {
+            let _ = std::fs::write(h.join(cgroup).join("freezer.state"), "THAWED");
         }
-        if std::time::Instant::now() > deadline {
-            // A runtime that froze its own cgroup (the freezer) hangs for ever: thaw and end
-            // everything in the test cgroup, then fail.
-            for h in hierarchies() {
-                let _ = std::fs::write(h.join(cgroup).join("freezer.state"), "THAWED");
-            }
-            for h in hierarchies() {
-                let procs = std::fs::read_to_string(h.join(cgroup).join("cgroup.procs"));
-                for pid in procs.unwrap_or_default().split_whitespace() {
-                    if let Ok(pid) = pid.parse() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
+        for h in hierarchies() {
+            let procs = std::fs::read_to_string(h.join(cgroup).join("cgroup.procs"));
+            for pid in procs.unwrap_or_default().split_whitespace() {
+                if let Ok(pid) = pid.parse() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
-            let _ = caller.wait();
-            process::eventually(Duration::from_secs(5), || {
-                std::fs::read_to_string(
-                    Path::new("/sys/fs/cgroup/pids")
-                        .join(cgroup)
-                        .join("cgroup.procs"),
-                )
-                .map(|p| p.trim().is_empty())
-                .unwrap_or(true)
-            });
-            remove_cgroup(cgroup);
-            panic!("the contained caller hung (a runtime froze or swept its caller's cgroup)");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let _ = caller.wait();
+        process::eventually(Duration::from_secs(5), || {
+            std::fs::read_to_string(
+                Path::new("/sys/fs/cgroup/pids")
+                    .join(cgroup)
+                    .join("cgroup.procs"),
+            )
+            .map(|p| p.trim().is_empty())
+            .unwrap_or(true)
+        });
+        remove_cgroup(cgroup);
+        panic!("the contained caller hung (a runtime froze or swept its caller's cgroup)");
     };
     assert_ne!(status.code(), Some(120), "could not join the test cgroup");
     assert_ne!(
@@ -523,8 +497,7 @@ fn delete_never_kills_a_process_outside_its_container() {
     // A stopped container whose cgroupsPath is shared with an unrelated process.
     let config = minimal_config(&["true"], 0, 0, &[], &format!("/{shared}"));
     let b = env.bundle_with("shared-path", &config);
-    let pid = env.create(&b, "shared-path", &[]);
-    start(&env, "shared-path");
+    let pid = env.create_and_start(&b, "shared-path");
     process::wait_gone(pid, Duration::from_secs(5)).unwrap();
     let _ = env.runtime.run(&["delete", "shared-path"]).unwrap();
     let _ = env
@@ -586,15 +559,8 @@ fn exec_without_a_process_file_runs_as_the_containers_user() {
     }
     let env = env("execuser");
     let id = "execuser";
-    let b = bundle(
-        &env,
-        id,
-        &["sleep", "100"],
-        (1000, 1000, &[1000, 50000, 60000]),
-        app_annotations("grants-60000", "uid-60000"),
-    );
-    let pid = env.create(&b, id, &[]);
-    start(&env, id);
+    let b = enforced_bundle(&env, id, &["sleep", "100"]);
+    let pid = env.create_and_start(&b, id);
 
     let check = |extra: &[&str], uid: &str, gid: &str, groups: Vec<u32>| {
         let exec = env.exec_detached(id, extra, &["sleep", "100"]);
@@ -623,13 +589,8 @@ fn exec_without_a_process_file_runs_as_the_containers_user() {
         .run(&["exec", "--user", "1000:0", id, "true"])
         .unwrap();
     assert!(!out.success(), "exec --user 1000:0 ran");
-    assert!(
-        last_error_msg(&env.log)
-            .unwrap_or_default()
-            .contains("primary gid 0"),
-        "{}",
-        env.log_text()
-    );
+    let msg = env.last_error();
+    assert!(msg.contains("primary gid 0"), "{msg}");
     env.destroy(id, Some(pid));
 }
 
@@ -642,7 +603,7 @@ fn an_etc_passwd_fifo_does_not_hang_create_or_exec() {
     }
     let env = env("passwdfifo");
     let id = "fifo";
-    let mut config = minimal_config(&["sleep", "100"], 1000, 1000, &[], &env.cgroup(id));
+    let mut config = env.config(id, &["sleep", "100"], (1000, 1000, &[]));
     // No HOME: the runtime looks it up in the image's /etc/passwd, as runc does.
     config["process"]["env"] = json!(["PATH=/bin"]);
     let b = env.bundle_with(id, &config);
@@ -668,7 +629,7 @@ fn an_etc_passwd_fifo_does_not_hang_create_or_exec() {
         .expect("create must not hang on a FIFO /etc/passwd");
     assert!(out.success(), "{out:?}");
     let pid = process::read_pid_file(&pid_file).unwrap();
-    start(&env, id);
+    env.start(id);
     let out = env
         .runtime
         .run_within(&["exec", id, "true"], Duration::from_secs(20))
@@ -686,84 +647,36 @@ fn an_id_that_cannot_be_created_never_rewrites_the_bundle() {
     }
     let env = env("longid");
     let id = "x".repeat(300);
-    let b = bundle(
-        &env,
-        "longid",
-        &["true"],
-        (1000, 1000, &[1000, 50000, 60000]),
-        app_annotations("grants-60000", "uid-60000"),
-    );
-    let before = std::fs::read(b.config_path()).unwrap();
-    let out = env
-        .runtime
-        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id])
-        .unwrap();
-    assert!(!out.success());
-    assert!(
-        last_error_msg(&env.log)
-            .unwrap_or_default()
-            .contains("invalid container id"),
-        "{}",
-        env.log_text()
-    );
-    assert_eq!(
-        std::fs::read(b.config_path()).unwrap(),
-        before,
-        "config.json rewritten"
-    );
+    let b = enforced_bundle(&env, "longid", &["true"]);
+    // create_refused asserts that config.json is not rewritten.
+    env.create_refused(&b, &id, &[]);
+    let msg = env.last_error();
+    assert!(msg.contains("invalid container id"), "{msg}");
 }
 
 // --- issue 11 §5: 32 concurrent creates of one pod's containers against a cold cache ---------
 
 #[test]
 fn concurrent_creates_of_one_pod_against_a_cold_kubelet_cache_are_all_enforced() {
-    use test_support::certs::{KubeconfigStyle, TestPki};
-    use test_support::kubelet::{Behaviour, KubeletStandIn, filler_pods, pod, pod_list};
     if !require_root() {
         return;
     }
-    let mut env = TestEnv::new("coldcache");
-    let pki = TestPki::new().unwrap();
-    let kubelet = KubeletStandIn::start(&pki, Behaviour::Serve).unwrap();
-    let mut items = filler_pods(100);
-    items.push(pod("tenant", "grants-60000", "uid-60000", &[60000], None));
-    kubelet.set_pods(pod_list(items));
-    let files = pki.write_files(&env.path().join("pki")).unwrap();
-    let kubeconfig = env.path().join("kubelet.conf");
-    pki.write_kubeconfig(
-        &kubeconfig,
-        "https://10.255.255.1:6443",
-        KubeconfigStyle::CombinedFile,
-    )
-    .unwrap();
-    let config = env.path().join("runtime-config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "kubelet-url = {:?}\nkubeconfig = {:?}\nkubelet-ca-file = {:?}\n",
-            kubelet.url(),
-            kubeconfig.display().to_string(),
-            files.ca_cert.display().to_string()
-        ),
-    )
-    .unwrap();
-    env.runtime = env
-        .runtime
-        .clone()
-        .with_env(common::CONFIG_ENV, config.display().to_string());
+    let (env, node) = TestEnv::with_kubelet(
+        "coldcache",
+        vec![test_support::kubelet::pod(
+            "tenant",
+            "grants-60000",
+            "uid-60000",
+            &[60000],
+            None,
+        )],
+        "",
+    );
 
     let ids: Vec<String> = (0..32).map(|i| format!("cold-{i}")).collect();
     let bundles: Vec<Bundle> = ids
         .iter()
-        .map(|id| {
-            bundle(
-                &env,
-                id,
-                &["sleep", "100"],
-                (1000, 1000, &[1000, 50000, 60000]),
-                app_annotations("grants-60000", "uid-60000"),
-            )
-        })
+        .map(|id| enforced_bundle(&env, id, &["sleep", "100"]))
         .collect();
     let pids: Vec<i32> = std::thread::scope(|s| {
         let handles: Vec<_> = ids
@@ -779,23 +692,16 @@ fn concurrent_creates_of_one_pod_against_a_cold_kubelet_cache_are_all_enforced()
     for ((id, b), pid) in ids.iter().zip(&bundles).zip(&pids) {
         assert_eq!(groups_of(*pid).unwrap(), vec![1000, 60000], "{id}");
         let spec = b.read_config().unwrap();
-        assert_eq!(
-            common::gids_in(&spec, "/process/user/additionalGids"),
-            vec![1000, 60000],
-            "{id}"
-        );
-        let record = env.root.join(id).join("strict-supplementalgroups.json");
-        let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+        assert_eq!(common::gids_in(&spec), vec![1000, 60000], "{id}");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(env.record(id)).unwrap()).unwrap();
         assert_eq!(record["granted"], json!([60000]), "{id}");
     }
-    let entry = env
-        .root
-        .join(strict_supplementalgroups::podgroups::cache::CACHE_DIR)
-        .join("uid-60000.json");
-    let entry: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
+    let entry: Value =
+        serde_json::from_slice(&std::fs::read(env.cache_entry("uid-60000")).unwrap()).unwrap();
     assert_eq!(entry["groups"]["supplemental_groups"], json!([60000]));
     // The first miss asks; the others wait for its answer (they made 11 requests before).
-    let requests = kubelet.requests();
+    let requests = node.kubelet.requests();
     eprintln!("32 concurrent creates against a cold cache made {requests} kubelet request(s)");
     assert_eq!(requests, 1);
     for (id, pid) in ids.iter().zip(pids) {
@@ -854,19 +760,13 @@ fn explain_creates_no_state_root_and_writes_nothing() {
         return;
     }
     let env = env("explainnothing");
-    let b = bundle(
-        &env,
-        "explained",
-        &["true"],
-        (1000, 1000, &[1000, 50000, 60000]),
-        app_annotations("grants-60000", "uid-60000"),
-    );
+    let b = enforced_bundle(&env, "explained", &["true"]);
     let before = std::fs::read(b.config_path()).unwrap();
     let root = env.path().join("never-created");
     let out = std::process::Command::new(&env.runtime.binary)
         .args(["--root", root.to_str().unwrap(), "explain", "--bundle"])
         .arg(&b.dir)
-        .env(common::CONFIG_ENV, env.path().join("runtime-config.toml"))
+        .env(common::CONFIG_ENV, env.config_file())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

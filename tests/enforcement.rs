@@ -12,7 +12,6 @@ use serde_json::Value;
 use test_support::fixtures::{conmon_fixture, containerd_fixture, load_json};
 use test_support::process::{self, groups_of};
 use test_support::rootfs::Bundle;
-use test_support::runtime::last_error_msg;
 
 /// The three captured pods and the podman one, as the pods file lists them (the kubelet folds
 /// fsGroup into the CRI's list; the pod spec has it separately).
@@ -28,51 +27,26 @@ fn pod_env(name: &str) -> TestEnv {
     TestEnv::with_pods(name, CAPTURED_PODS, "")
 }
 
-/// The sandbox of a captured pod; its id must be its own sandbox-id annotation.
-fn start_sandbox(env: &TestEnv, fixture: &str) -> (String, i32) {
-    let spec = load_json(&containerd_fixture(fixture)).unwrap();
-    let id = spec["annotations"]["io.kubernetes.cri.sandbox-id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bundle = env.fixture_bundle(fixture, &id, None);
-    let before = std::fs::read(bundle.config_path()).unwrap();
-    let pid = env.create(&bundle, &id, &[]);
-    env.runtime
-        .run(&["start", &id])
-        .unwrap()
-        .expect_ok("start sandbox");
-    assert_eq!(
-        std::fs::read(bundle.config_path()).unwrap(),
-        before,
-        "a sandbox's config.json is never touched"
-    );
-    (id, pid)
-}
-
 #[test]
 fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
     if !require_root() {
         return;
     }
     let env = pod_env("bypass");
-    let (sandbox_id, sandbox_pid) = start_sandbox(&env, "sandbox-bypass-pod.config.json");
+    let (sandbox_id, sandbox_pid) = env.start_sandbox("sandbox-bypass-pod.config.json");
     assert_eq!(groups_of(sandbox_pid).unwrap(), vec![1000]);
 
     let id = "app-bypass";
     let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, Some(sandbox_pid));
     let before = bundle.read_config().unwrap();
     assert_eq!(
-        gids_in(&before, "/process/user/additionalGids"),
+        gids_in(&before),
         vec![1000, 50000, 60000],
         "the input really carries the image's group"
     );
     let pid = env.create(&bundle, id, &[]);
     let after = bundle.read_config().unwrap();
-    assert_eq!(
-        gids_in(&after, "/process/user/additionalGids"),
-        vec![1000, 60000]
-    );
+    assert_eq!(gids_in(&after), vec![1000, 60000]);
     // Nothing else changed, key order included.
     let mut expected = before.clone();
     expected["process"]["user"]["additionalGids"] = serde_json::json!([1000, 60000]);
@@ -80,7 +54,7 @@ fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
         serde_json::to_string(&after).unwrap(),
         serde_json::to_string(&expected).unwrap()
     );
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    env.start(id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
 
     // containerd's exec process.json: unfiltered gids, no annotations.
@@ -91,10 +65,8 @@ fn bypass_pod_app_and_exec_are_enforced_sandbox_untouched() {
     )
     .unwrap();
     let process_before = std::fs::read(&process_file).unwrap();
-    let mut detached = load_json(&process_file).unwrap();
-    detached["args"] = serde_json::json!(["sleep", "100"]);
-    let detached_file = env.path().join("runc-process-detached");
-    std::fs::write(&detached_file, detached.to_string()).unwrap();
+    let detached_file =
+        env.captured_process("runc-process-detached", &process_file, &["sleep", "100"]);
     let exec_pid = env.exec_detached(id, &["--process", detached_file.to_str().unwrap()], &[]);
     assert_eq!(groups_of(exec_pid).unwrap(), vec![1000, 60000]);
 
@@ -154,14 +126,14 @@ fn fsgroup_pod_keeps_fs_group() {
     let env = pod_env("fsgroup");
     let id = "app-fsgroup";
     let bundle = env.fixture_bundle("app-fsgroup-pod.config.json", id, None);
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000, 70000]);
 
-    let process_file = env.path().join("exec.json");
-    let mut p = load_json(&containerd_fixture("exec-fsgroup-pod.process.json")).unwrap();
-    p["args"] = serde_json::json!(["sleep", "100"]);
-    std::fs::write(&process_file, p.to_string()).unwrap();
+    let process_file = env.captured_process(
+        "exec.json",
+        &containerd_fixture("exec-fsgroup-pod.process.json"),
+        &["sleep", "100"],
+    );
     assert_eq!(
         env.exec_groups(id, &["--process", process_file.to_str().unwrap()]),
         vec![1000, 60000, 70000]
@@ -175,25 +147,16 @@ fn variant_pod_with_tty_no_pivot_no_new_keyring() {
         return;
     }
     let env = pod_env("variant");
-    let (sandbox_id, sandbox_pid) = start_sandbox(&env, "sandbox-variant-pod.config.json");
+    let (sandbox_id, sandbox_pid) = env.start_sandbox("sandbox-variant-pod.config.json");
     let id = "app-variant";
     let bundle = env.fixture_bundle("app-variant-pod.config.json", id, Some(sandbox_pid));
     let socket = env.path().join("pty.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     // Accept and hold the pty so the container's terminal stays open.
     let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
-    let pid = env.create(
-        &bundle,
-        id,
-        &[
-            "--console-socket",
-            socket.to_str().unwrap(),
-            "--no-pivot",
-            "--no-new-keyring",
-        ],
-    );
+    let pid = env.create_with_console(&bundle, id, &socket);
     let _conn = holder.join().unwrap().unwrap();
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    env.start(id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
     env.destroy(id, Some(pid));
     env.destroy(&sandbox_id, Some(sandbox_pid));
@@ -212,7 +175,7 @@ fn unmanaged_container_passes_through_untouched() {
     let before = std::fs::read(bundle.config_path()).unwrap();
     let pid = env.create(&bundle, id, &[]);
     assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    env.start(id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 50000, 60000]);
     env.destroy(id, Some(pid));
 }
@@ -225,14 +188,9 @@ fn unmanaged_deny_refuses() {
     let env = TestEnv::with_pods("deny", &[], "unmanaged = \"deny\"");
     let id = "denied";
     let bundle = env.bundle(id, &["true"], (0, 0, &[]));
-    let out = env
-        .runtime
-        .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
-        .unwrap();
-    assert!(!out.success());
-    let msg = last_error_msg(&env.log).unwrap();
+    env.create_refused(&bundle, id, &[]);
+    let msg = env.last_error();
     assert!(msg.contains("unmanaged") && msg.contains(id), "{msg}");
-    assert!(!env.root.join(id).exists());
 }
 
 #[test]
@@ -253,8 +211,7 @@ fn crio_annotations_are_enforced() {
         "io.kubernetes.cri-o.SandboxID": "somesandbox"
     });
     let bundle = env.adapted_bundle(id, spec, None);
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
     env.destroy(id, Some(pid));
 
@@ -279,14 +236,14 @@ fn crio_annotations_are_enforced() {
         !src.starts_with('/') || Path::new(src).exists()
     });
     let bundle = env.bundle_with(id, &spec);
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
-    let mut exec = load_json(&conmon_fixture("exec-1.process.json")).unwrap();
-    exec["args"] = serde_json::json!(["sleep", "100"]);
-    exec["terminal"] = false.into();
-    let exec_file = env.path().join("exec-process-1");
-    std::fs::write(&exec_file, exec.to_string()).unwrap();
+    let exec_file = env.captured_process(
+        "exec-process-1",
+        &conmon_fixture("exec-1.process.json"),
+        &["sleep", "100"],
+    );
+    // conmon's argument order.
     let pid_file = env.path().join("exec_pid");
     env.runtime
         .run(&[
@@ -357,21 +314,9 @@ fn fail_closed_cases() {
     for (id, setup, reason) in cases {
         setup();
         let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
-        let before = std::fs::read(bundle.config_path()).unwrap();
-        let out = env
-            .runtime
-            .clone()
-            .with_cwd(&bundle.dir)
-            .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
-            .unwrap();
-        assert!(!out.success(), "{id}: create must fail");
-        assert_eq!(
-            std::fs::read(bundle.config_path()).unwrap(),
-            before,
-            "{id}: config.json must be untouched"
-        );
-        assert!(!env.root.join(id).exists(), "{id}: no container left");
-        let msg = last_error_msg(&env.log).unwrap();
+        // Fails, config.json untouched, no container left.
+        let out = env.create_refused(&bundle, id, &[]);
+        let msg = env.last_error();
         assert!(
             msg.contains("user-alice/bypass-pod") && msg.contains(reason) && msg.contains(id),
             "{id}: {msg}"
@@ -388,28 +333,23 @@ fn exec_without_record_resolves_again_and_fails_closed() {
     let env = pod_env("norecord");
     let id = "app-norecord";
     let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
     // As if created by a build that kept no record.
-    std::fs::remove_file(env.root.join(id).join("strict-supplementalgroups.json")).unwrap();
+    std::fs::remove_file(env.record(id)).unwrap();
 
-    let process_file = env.path().join("p.json");
-    let mut p = load_json(&containerd_fixture("exec-bypass-pod.process.json")).unwrap();
-    p["args"] = serde_json::json!(["sleep", "100"]);
-    std::fs::write(&process_file, p.to_string()).unwrap();
+    let process_file = env.captured_process(
+        "p.json",
+        &containerd_fixture("exec-bypass-pod.process.json"),
+        &["sleep", "100"],
+    );
     let pid_file = env.path().join("e.pid");
     let exec = |env: &TestEnv| {
-        env.runtime
-            .run(&[
-                "exec",
-                "--process",
-                process_file.to_str().unwrap(),
-                "--detach",
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                id,
-            ])
-            .unwrap()
+        env.try_exec_detached(
+            id,
+            &["--process", process_file.to_str().unwrap()],
+            &pid_file,
+            &[],
+        )
     };
     exec(&env).expect_ok("exec re-resolving from state annotations");
     let exec_pid = process::read_pid_file(&pid_file).unwrap();
@@ -421,7 +361,7 @@ fn exec_without_record_resolves_again_and_fails_closed() {
     let out = exec(&env);
     assert!(!out.success());
     assert!(!pid_file.exists(), "no process was started");
-    let msg = last_error_msg(&env.log).unwrap();
+    let msg = env.last_error();
     assert!(
         msg.contains("user-alice/bypass-pod") && msg.contains("not found"),
         "{msg}"
@@ -438,8 +378,7 @@ fn exec_flags_are_filtered_too() {
     let env = pod_env("execflags");
     let id = "app-flags";
     let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
     // As runc builds a flag exec: the container's own (filtered) additionalGids [1000, 60000]
     // plus the flags' 50000 and 60000; 50000 is dropped.
     let flags = [
@@ -475,7 +414,7 @@ fn sixteen_concurrent_creates_for_one_pod_are_all_enforced() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (id, pid) in &pids {
-        env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+        env.start(id);
         assert_eq!(groups_of(*pid).unwrap(), vec![1000, 60000], "{id}");
     }
     for (id, pid) in pids {
@@ -492,18 +431,7 @@ fn explain_reports_without_touching_anything() {
     let id = "explained";
     let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
     let before = std::fs::read(bundle.config_path()).unwrap();
-    let out = env
-        .runtime
-        .run(&[
-            "explain",
-            "--format",
-            "json",
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-        ])
-        .unwrap()
-        .expect_ok("explain");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = env.explain_json(&bundle);
     assert_eq!(report["identity"]["kind"], "pod-container");
     assert_eq!(report["decision"]["kept"], serde_json::json!([1000, 60000]));
     assert_eq!(report["decision"]["dropped"], serde_json::json!([50000]));
@@ -514,16 +442,8 @@ fn explain_reports_without_touching_anything() {
     assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
     assert!(!env.root.join(id).exists());
 
-    let text = env
-        .runtime
-        .run(&["explain", "--bundle", bundle.dir.to_str().unwrap()])
-        .unwrap()
-        .expect_ok("explain text");
-    assert!(
-        text.stdout.contains("dropped:          50000"),
-        "{}",
-        text.stdout
-    );
+    let text = env.explain_text(&bundle);
+    assert!(text.contains("dropped:          50000"), "{text}");
 
     // Where create would fail, explain fails too.
     let mut spec = bundle.read_config().unwrap();

@@ -10,11 +10,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use strict_supplementalgroups::config::HttpSourceConfig;
-use strict_supplementalgroups::pod::{LookupError, PodGroupsSource, PodRef};
+mod common;
+
+use common::kubelet::{ApiServer, Node, alice};
+use strict_supplementalgroups::pod::{LookupError, PodGroupsSource};
 use strict_supplementalgroups::podgroups::kubelet::KubeletSource;
-use test_support::certs::{KubeconfigStyle, TestPki};
-use test_support::kubelet::{Behaviour, KubeletStandIn};
+use test_support::certs::KubeconfigStyle;
+use test_support::kubelet::Behaviour;
 
 /// The system allocator, with the largest amount of live heap seen since the last reset.
 struct Counting;
@@ -61,51 +63,16 @@ static ALLOCATOR: Counting = Counting;
 /// One test at a time: the peak is process-wide.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Setup {
-    _pki: TestPki,
-    _dir: tempfile::TempDir,
-    kubelet: KubeletStandIn,
-    config: HttpSourceConfig,
-}
-
-fn setup(reply: &[u8]) -> Setup {
-    let pki = TestPki::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let files = pki.write_files(&dir.path().join("pki")).unwrap();
-    let kubelet = KubeletStandIn::start(&pki, Behaviour::Raw(reply.to_vec())).unwrap();
-    let kubeconfig = dir.path().join("kubelet.conf");
-    pki.write_kubeconfig(
-        &kubeconfig,
-        "https://10.255.255.1:6443",
+/// A node whose kubelet answers every request with `reply`; lookups get 4 s and no retry.
+fn setup(reply: &[u8]) -> Node {
+    let mut node = Node::start(
+        Behaviour::Raw(reply.to_vec()),
+        ApiServer::Elsewhere,
         KubeconfigStyle::InlineData,
-    )
-    .unwrap();
-    let config = HttpSourceConfig {
-        kubelet_url: kubelet.url(),
-        kubeconfig,
-        ca_file: Some(files.ca_cert),
-        tls_server_name: None,
-        insecure_skip_tls_verify: false,
-        request_timeout: Duration::from_secs(2),
-        lookup_deadline: Duration::from_secs(4),
-        retries: 0,
-        cache_max_age: Duration::from_secs(3600),
-        apiserver_url: None,
-    };
-    Setup {
-        _pki: pki,
-        _dir: dir,
-        kubelet,
-        config,
-    }
-}
-
-fn alice() -> PodRef {
-    PodRef {
-        namespace: "user-alice".into(),
-        name: "bypass-pod".into(),
-        uid: Some("u1".into()),
-    }
+    );
+    node.config.lookup_deadline = Duration::from_secs(4);
+    node.config.retries = 0;
+    node
 }
 
 /// Looks alice up against a stand-in that answers `reply`; returns the error text and the

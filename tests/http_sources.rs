@@ -3,9 +3,11 @@
 //! volumes, misbehaviour on demand). No root needed. The containers that use these sources are
 //! tested in `kubelet_source.rs`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::kubelet::{ApiServer, Node, alice, pod_ref};
 use serde_json::json;
 use strict_supplementalgroups::config::HttpSourceConfig;
 use strict_supplementalgroups::pod::{
@@ -17,63 +19,22 @@ use strict_supplementalgroups::podgroups::cache::{CachedSource, PodGroupsCache};
 use strict_supplementalgroups::podgroups::kubelet::KubeletSource;
 use strict_supplementalgroups::podgroups::podlist::find_pod;
 use strict_supplementalgroups::podgroups::podscan;
-use test_support::certs::{KeyKind, KubeconfigStyle, PkiFiles, TestPki};
+use test_support::certs::{KeyKind, KubeconfigStyle, TestPki};
 use test_support::kubelet::{Behaviour, KubeletStandIn, filler_pods, pod, pod_list};
 
-struct Setup {
-    pki: TestPki,
-    dir: tempfile::TempDir,
-    files: PkiFiles,
-    kubelet: KubeletStandIn,
-    config: HttpSourceConfig,
-}
-
-fn alice() -> PodRef {
-    PodRef {
-        namespace: "user-alice".into(),
-        name: "bypass-pod".into(),
-        uid: Some("u1".into()),
-    }
-}
-
-fn config(url: String, kubeconfig: PathBuf, ca_file: Option<PathBuf>) -> HttpSourceConfig {
-    HttpSourceConfig {
-        kubelet_url: url,
-        kubeconfig,
-        ca_file,
-        tls_server_name: None,
-        insecure_skip_tls_verify: false,
-        request_timeout: Duration::from_secs(2),
-        lookup_deadline: Duration::from_secs(5),
-        retries: 2,
-        cache_max_age: Duration::from_secs(3600),
-        apiserver_url: None,
-    }
-}
-
-fn setup_with(pki: TestPki, behaviour: Behaviour, style: KubeconfigStyle) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let files = pki.write_files(&dir.path().join("node-pki")).unwrap();
-    let kubelet = KubeletStandIn::start(&pki, behaviour).unwrap();
-    kubelet.set_pods(pod_list(vec![
+/// A node whose kubelet (the stand-in) runs three pods, alice's among them; its kubeconfig's
+/// API server is elsewhere.
+fn setup_with(pki: TestPki, behaviour: Behaviour, style: KubeconfigStyle) -> Node {
+    let node = Node::start_with(pki, behaviour, ApiServer::Elsewhere, style);
+    node.kubelet.set_pods(pod_list(vec![
         pod("kube-system", "coredns-1", "c1", &[], None),
         pod("user-alice", "bypass-pod", "u1", &[60000], None),
         pod("user-bob", "fsgroup-pod", "u2", &[60000], Some(70000)),
     ]));
-    let kubeconfig = dir.path().join("kubelet.conf");
-    pki.write_kubeconfig(&kubeconfig, "https://10.255.255.1:6443", style)
-        .unwrap();
-    let config = config(kubelet.url(), kubeconfig, Some(files.ca_cert.clone()));
-    Setup {
-        pki,
-        dir,
-        files,
-        kubelet,
-        config,
-    }
+    node
 }
 
-fn setup(behaviour: Behaviour) -> Setup {
+fn setup(behaviour: Behaviour) -> Node {
     setup_with(
         TestPki::new().unwrap(),
         behaviour,
@@ -106,12 +67,7 @@ fn success() {
         (g.uid.as_str(), g.supplemental_groups, g.fs_group),
         ("u1", vec![60000], None)
     );
-    let bob = PodRef {
-        namespace: "user-bob".into(),
-        name: "fsgroup-pod".into(),
-        uid: Some("u2".into()),
-    };
-    let g = lookup(&s.config, &bob).unwrap();
+    let g = lookup(&s.config, &pod_ref("user-bob", "fsgroup-pod", "u2")).unwrap();
     assert_eq!(g.granted().collect::<Vec<_>>(), vec![60000, 70000]);
     let seen = s.kubelet.seen();
     assert_eq!(seen.len(), 2);
@@ -140,10 +96,8 @@ fn second_container_is_served_from_the_cache() {
     cached().lookup(&alice()).unwrap();
     assert_eq!(s.kubelet.requests(), 2);
     // Without a uid, every lookup asks.
-    let no_uid = PodRef {
-        uid: None,
-        ..alice()
-    };
+    let mut no_uid = alice();
+    no_uid.uid = None;
     cached().lookup(&no_uid).unwrap();
     cached().lookup(&no_uid).unwrap();
     assert_eq!(s.kubelet.requests(), 4);
@@ -152,12 +106,7 @@ fn second_container_is_served_from_the_cache() {
 #[test]
 fn not_found_names_the_pod() {
     let s = setup(Behaviour::Serve);
-    let ghost = PodRef {
-        namespace: "user-alice".into(),
-        name: "ghost".into(),
-        uid: Some("u9".into()),
-    };
-    let err = lookup(&s.config, &ghost).unwrap_err();
+    let err = lookup(&s.config, &pod_ref("user-alice", "ghost", "u9")).unwrap_err();
     assert!(matches!(err, LookupError::NotFound { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("user-alice/ghost (uid u9)"), "{text}");
@@ -166,10 +115,7 @@ fn not_found_names_the_pod() {
 #[test]
 fn same_name_other_uid_is_an_error() {
     let s = setup(Behaviour::Serve);
-    let reborn = PodRef {
-        uid: Some("u1-new-life".into()),
-        ..alice()
-    };
+    let reborn = pod_ref("user-alice", "bypass-pod", "u1-new-life");
     let err = lookup(&s.config, &reborn).unwrap_err();
     assert!(matches!(err, LookupError::UidMismatch { .. }), "{err}");
     assert!(err.to_string().contains("u1-new-life"), "{err}");
@@ -319,11 +265,11 @@ fn the_kubelets_self_signed_certificate_file_is_a_trust_anchor() {
     std::fs::write(&kubelet_crt, &serving.cert_pem).unwrap();
     // Connecting to 127.0.0.1, the certificate names only the hostname: accepted because
     // the URL is loopback and no server name is configured.
-    let config = config(
-        kubelet.url(),
-        s.config.kubeconfig.clone(),
-        Some(kubelet_crt.clone()),
-    );
+    let config = HttpSourceConfig {
+        kubelet_url: kubelet.url(),
+        ca_file: Some(kubelet_crt.clone()),
+        ..s.config.clone()
+    };
     assert_eq!(
         lookup(&config, &alice()).unwrap().supplemental_groups,
         vec![5]
@@ -375,11 +321,15 @@ fn a_client_certificate_the_kubelet_does_not_accept_is_explained() {
     let s = setup(Behaviour::Serve);
     // A client certificate from a CA the kubelet does not trust.
     let stranger = TestPki::new().unwrap();
-    let kubeconfig = s.dir.path().join("stranger.conf");
+    // In a directory of its own: its PKI files must not replace the node's.
+    let kubeconfig = s.dir.path().join("stranger").join("kubelet.conf");
     stranger
         .write_kubeconfig(&kubeconfig, "https://x", KubeconfigStyle::InlineData)
         .unwrap();
-    let config = config(s.kubelet.url(), kubeconfig, Some(s.files.ca_cert.clone()));
+    let config = HttpSourceConfig {
+        kubeconfig,
+        ..s.config.clone()
+    };
     let text = err_text(lookup(&config, &alice()));
     assert!(text.contains("refused our client certificate"), "{text}");
     assert_eq!(s.kubelet.requests(), 0);
@@ -437,11 +387,7 @@ fn five_hundred_pods() {
         (g.supplemental_groups, g.fs_group),
         (vec![60000], Some(70000))
     );
-    let far = PodRef {
-        namespace: "filler-18".into(),
-        name: "filler-498".into(),
-        uid: Some("filler-uid-498".into()),
-    };
+    let far = pod_ref("filler-18", "filler-498", "filler-uid-498");
     let g = lookup(&s.config, &far).unwrap();
     assert_eq!(
         (g.supplemental_groups, g.fs_group),
@@ -523,95 +469,84 @@ fn kubelet_lookup_latency() {
 
 // The API server source.
 
-fn api_setup(
-    behaviour: Behaviour,
-) -> (TestPki, tempfile::TempDir, KubeletStandIn, HttpSourceConfig) {
-    let pki = TestPki::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let server = KubeletStandIn::start(&pki, behaviour).unwrap();
-    server.set_pods(pod_list(vec![pod(
+/// A node whose kubeconfig names the stand-in as its API server, which has alice's pod (with
+/// fsGroup 70000); its kubelet is an address nobody answers, and the kubeconfig's CA is the
+/// only trust anchor.
+fn api_setup(behaviour: Behaviour) -> Node {
+    let mut node = Node::start(behaviour, ApiServer::TheStandIn, KubeconfigStyle::FilePaths);
+    node.kubelet.set_pods(pod_list(vec![pod(
         "user-alice",
         "bypass-pod",
         "u1",
         &[60000],
         Some(70000),
     )]));
-    let kubeconfig = dir.path().join("kubelet.conf");
-    pki.write_kubeconfig(&kubeconfig, &server.url(), KubeconfigStyle::FilePaths)
-        .unwrap();
-    let config = HttpSourceConfig {
-        kubelet_url: "https://127.0.0.1:1".into(),
-        kubeconfig,
-        ca_file: None,
-        tls_server_name: None,
-        insecure_skip_tls_verify: false,
-        request_timeout: Duration::from_secs(2),
-        lookup_deadline: Duration::from_secs(5),
-        retries: 2,
-        cache_max_age: Duration::from_secs(3600),
-        apiserver_url: None,
-    };
-    (pki, dir, server, config)
-}
-
-fn pod_ref(name: &str, uid: &str) -> PodRef {
-    PodRef {
-        namespace: "user-alice".into(),
-        name: name.into(),
-        uid: Some(uid.into()),
-    }
+    node.config.kubelet_url = "https://127.0.0.1:1".into();
+    node.config.ca_file = None;
+    node
 }
 
 #[test]
 fn one_pod_per_request() {
-    let (_pki, _dir, server, config) = api_setup(Behaviour::Serve);
-    let source = ApiServerSource::new(config);
-    let g = source.lookup(&pod_ref("bypass-pod", "u1")).unwrap();
+    let s = api_setup(Behaviour::Serve);
+    let source = ApiServerSource::new(s.config.clone());
+    let g = source
+        .lookup(&pod_ref("user-alice", "bypass-pod", "u1"))
+        .unwrap();
     assert_eq!(g.granted().collect::<Vec<_>>(), vec![60000, 70000]);
     assert_eq!(g.run_as_group, Some(1000));
     assert_eq!(
-        server.seen()[0].path,
+        s.kubelet.seen()[0].path,
         "/api/v1/namespaces/user-alice/pods/bypass-pod"
     );
-    let err = source.lookup(&pod_ref("ghost", "u9")).unwrap_err();
+    let err = source
+        .lookup(&pod_ref("user-alice", "ghost", "u9"))
+        .unwrap_err();
     assert!(matches!(err, LookupError::NotFound { .. }), "{err}");
-    let err = source.lookup(&pod_ref("bypass-pod", "u2")).unwrap_err();
+    let err = source
+        .lookup(&pod_ref("user-alice", "bypass-pod", "u2"))
+        .unwrap_err();
     assert!(matches!(err, LookupError::UidMismatch { .. }), "{err}");
 }
 
 #[test]
 fn forbidden_and_retries() {
-    let (_pki, _dir, server, config) = api_setup(Behaviour::Status(403));
-    let source = ApiServerSource::new(config);
+    let s = api_setup(Behaviour::Status(403));
+    let source = ApiServerSource::new(s.config.clone());
     let err = format!(
         "{:#}",
-        source.lookup(&pod_ref("bypass-pod", "u1")).unwrap_err()
+        source
+            .lookup(&pod_ref("user-alice", "bypass-pod", "u1"))
+            .unwrap_err()
     );
     assert!(err.contains("403") && err.contains("get pods"), "{err}");
-    server.set_behaviour(Behaviour::StatusThenServe {
+    s.kubelet.set_behaviour(Behaviour::StatusThenServe {
         status: 503,
         times: 1,
     });
-    source.lookup(&pod_ref("bypass-pod", "u1")).unwrap();
-    assert_eq!(server.requests(), 3);
+    source
+        .lookup(&pod_ref("user-alice", "bypass-pod", "u1"))
+        .unwrap();
+    assert_eq!(s.kubelet.requests(), 3);
 }
 
 #[test]
 fn apiserver_url_overrides_the_kubeconfig() {
-    let (_pki, _dir, server, mut config) = api_setup(Behaviour::Serve);
-    let url = server.url();
+    let s = api_setup(Behaviour::Serve);
+    let mut config = s.config.clone();
+    let url = s.kubelet.url();
     config.apiserver_url = Some("https://127.0.0.1:1".into());
     config.lookup_deadline = Duration::from_millis(500);
     let err = format!(
         "{:#}",
         ApiServerSource::new(config.clone())
-            .lookup(&pod_ref("bypass-pod", "u1"))
+            .lookup(&pod_ref("user-alice", "bypass-pod", "u1"))
             .unwrap_err()
     );
     assert!(err.contains("https://127.0.0.1:1"), "{err}");
     config.apiserver_url = Some(url);
     ApiServerSource::new(config)
-        .lookup(&pod_ref("bypass-pod", "u1"))
+        .lookup(&pod_ref("user-alice", "bypass-pod", "u1"))
         .unwrap();
 }
 
@@ -637,17 +572,7 @@ fn explain_lookup_latency_of_binaries() {
     );
     let dir = s.dir.path();
     let config = dir.join("runtime.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "pod-groups-source = \"kubelet\"\nkubelet-url = {:?}\nkubeconfig = {:?}\n\
-             kubelet-ca-file = {:?}\n",
-            s.config.kubelet_url,
-            s.config.kubeconfig.display().to_string(),
-            s.files.ca_cert.display().to_string()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, s.runtime_config("")).unwrap();
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).unwrap();
     std::fs::copy(
@@ -668,7 +593,7 @@ fn explain_lookup_latency_of_binaries() {
                     .args(["--root", dir.join("root").to_str().unwrap()])
                     .args(["explain", "--format", "json", "--bundle"])
                     .arg(&bundle)
-                    .env("STRICT_SUPPLEMENTALGROUPS_CONFIG", &config)
+                    .env(common::CONFIG_ENV, &config)
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::null())
                     .spawn()
@@ -706,7 +631,8 @@ fn explain_lookup_latency_of_binaries() {
 /// load), and the message says where it stopped.
 #[test]
 fn a_silent_server_times_out_in_the_handshake_once() {
-    let (_pki, _dir, _server, mut config) = api_setup(Behaviour::Serve);
+    let s = api_setup(Behaviour::Serve);
+    let mut config = s.config.clone();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     config.apiserver_url = Some(format!("https://{}", silent.local_addr().unwrap()));
     config.request_timeout = Duration::from_millis(300);
@@ -716,7 +642,7 @@ fn a_silent_server_times_out_in_the_handshake_once() {
     let err = format!(
         "{:#}",
         ApiServerSource::new(config)
-            .lookup(&pod_ref("bypass-pod", "u1"))
+            .lookup(&pod_ref("user-alice", "bypass-pod", "u1"))
             .unwrap_err()
     );
     let took = started.elapsed();

@@ -4,109 +4,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, require_root};
-use serde_json::Value;
-use test_support::certs::{KubeconfigStyle, PkiFiles, TestPki};
-use test_support::fixtures::{Adapt, adapt, containerd_fixture, load_json};
-use test_support::kubelet::{Behaviour, KubeletStandIn, filler_pods, pod, pod_list, pv, pvc};
+use common::kubelet::Node;
+use common::{TestEnv, gids_in, require_root};
+use test_support::certs::KubeconfigStyle;
+use test_support::kubelet::{Behaviour, pod, pod_list, pv, pvc};
 use test_support::process::groups_of;
-use test_support::rootfs::Bundle;
-use test_support::runtime::last_error_msg;
-
-const CONFIG_ENV: &str = "STRICT_SUPPLEMENTALGROUPS_CONFIG";
-
-struct KubeletEnv {
-    env: TestEnv,
-    kubelet: KubeletStandIn,
-    files: PkiFiles,
-    kubeconfig: PathBuf,
-    _pki: TestPki,
-}
 
 /// A test environment whose runtime asks a kubelet stand-in holding the captured pods (among
 /// others), with a kubeconfig like a bootstrapped node's (kubelet-client-current.pem).
-fn kubelet_env(name: &str) -> KubeletEnv {
-    let mut env = TestEnv::new(name);
-    let pki = TestPki::new().unwrap();
-    let kubelet = KubeletStandIn::start(&pki, Behaviour::Serve).unwrap();
-    let mut items = filler_pods(100);
-    items.push(pod("user-alice", "bypass-pod", "u1", &[60000], None));
-    items.push(pod(
-        "user-alice",
-        "fsgroup-pod",
-        "u2",
-        &[60000],
-        Some(70000),
-    ));
-    kubelet.set_pods(pod_list(items));
-    let files = pki.write_files(&env.path().join("pki")).unwrap();
-    let kubeconfig = env.path().join("kubelet.conf");
-    pki.write_kubeconfig(
-        &kubeconfig,
-        "https://10.255.255.1:6443",
-        KubeconfigStyle::CombinedFile,
+fn kubelet_env(name: &str) -> (TestEnv, Node) {
+    TestEnv::with_kubelet(
+        name,
+        vec![
+            pod("user-alice", "bypass-pod", "u1", &[60000], None),
+            pod("user-alice", "fsgroup-pod", "u2", &[60000], Some(70000)),
+        ],
+        "request-timeout = \"1s\"\nlookup-deadline = \"3s\"\n",
     )
-    .unwrap();
-    let config = write_config(&env, &kubelet.url(), &kubeconfig, &files);
-    env.runtime = env
-        .runtime
-        .clone()
-        .with_env(CONFIG_ENV, config.display().to_string());
-    KubeletEnv {
-        env,
-        kubelet,
-        files,
-        kubeconfig,
-        _pki: pki,
-    }
-}
-
-fn write_config(env: &TestEnv, url: &str, kubeconfig: &Path, files: &PkiFiles) -> PathBuf {
-    let path = env.path().join("runtime-config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "pod-groups-source = \"kubelet\"\nkubelet-url = {url:?}\nkubeconfig = {:?}\n\
-             kubelet-ca-file = {:?}\nrequest-timeout = \"1s\"\nlookup-deadline = \"3s\"\n",
-            kubeconfig.display().to_string(),
-            files.ca_cert.display().to_string()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// A bundle from a captured containerd spec, made runnable here.
-fn fixture_bundle(env: &TestEnv, fixture: &str, id: &str, sandbox_pid: Option<i32>) -> Bundle {
-    let mut spec = load_json(&containerd_fixture(fixture)).unwrap();
-    let stubs = env.path().join(format!("stubs-{id}"));
-    std::fs::create_dir_all(&stubs).unwrap();
-    adapt(
-        &mut spec,
-        &Adapt {
-            cgroups_path: env.cgroup(id),
-            sandbox_pid,
-            stub_dir: &stubs,
-        },
-    )
-    .unwrap();
-    env.bundle_with(id, &spec)
-}
-
-fn gids_in(spec: &Value) -> Vec<u64> {
-    spec.pointer("/process/user/additionalGids")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
-}
-
-fn cache_entry(env: &TestEnv, uid: &str) -> PathBuf {
-    env.root
-        .join(strict_supplementalgroups::podgroups::cache::CACHE_DIR)
-        .join(format!("{uid}.json"))
 }
 
 #[test]
@@ -114,25 +30,14 @@ fn app_container_gets_its_groups_from_the_kubelet_and_the_next_one_from_the_cach
     if !require_root() {
         return;
     }
-    let k = kubelet_env("kubelet-ok");
-    let env = &k.env;
+    let (env, node) = kubelet_env("kubelet-ok");
 
     // The sandbox passes through without asking anyone.
-    let sandbox_spec = load_json(&containerd_fixture("sandbox-bypass-pod.config.json")).unwrap();
-    let sandbox_id = sandbox_spec["annotations"]["io.kubernetes.cri.sandbox-id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sandbox = fixture_bundle(env, "sandbox-bypass-pod.config.json", &sandbox_id, None);
-    let sandbox_pid = env.create(&sandbox, &sandbox_id, &[]);
-    env.runtime
-        .run(&["start", &sandbox_id])
-        .unwrap()
-        .expect_ok("start sandbox");
-    assert_eq!(k.kubelet.requests(), 0);
+    let (sandbox_id, sandbox_pid) = env.start_sandbox("sandbox-bypass-pod.config.json");
+    assert_eq!(node.kubelet.requests(), 0);
 
     let id = "app-bypass";
-    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, Some(sandbox_pid));
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, Some(sandbox_pid));
     assert_eq!(
         gids_in(&bundle.read_config().unwrap()),
         vec![1000, 50000, 60000]
@@ -140,56 +45,33 @@ fn app_container_gets_its_groups_from_the_kubelet_and_the_next_one_from_the_cach
     let started = Instant::now();
     let pid = env.create(&bundle, id, &[]);
     let first_create = started.elapsed();
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    env.start(id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 60000]);
     assert_eq!(gids_in(&bundle.read_config().unwrap()), vec![1000, 60000]);
-    assert_eq!(k.kubelet.requests(), 1);
-    let seen = k.kubelet.seen();
+    assert_eq!(node.kubelet.requests(), 1);
+    let seen = node.kubelet.seen();
     assert_eq!(seen[0].path, "/pods");
     assert_eq!(seen[0].client_cn.as_deref(), Some("system:node:test-node"));
-    assert!(cache_entry(env, "u1").exists());
+    assert!(env.cache_entry("u1").exists());
 
     // A second container of the same pod (a sidecar, or a restart): no request.
     let id2 = "app-bypass-2";
-    let bundle2 = fixture_bundle(env, "app-bypass-pod.config.json", id2, Some(sandbox_pid));
+    let bundle2 = env.fixture_bundle("app-bypass-pod.config.json", id2, Some(sandbox_pid));
     let started = Instant::now();
     let pid2 = env.create(&bundle2, id2, &[]);
     let cached_create = started.elapsed();
-    env.runtime
-        .run(&["start", id2])
-        .unwrap()
-        .expect_ok("start 2");
+    env.start(id2);
     assert_eq!(groups_of(pid2).unwrap(), vec![1000, 60000]);
-    assert_eq!(k.kubelet.requests(), 1, "served from the cache");
+    assert_eq!(node.kubelet.requests(), 1, "served from the cache");
     eprintln!("create: first {first_create:?}, from the cache {cached_create:?}");
 
     // The shim's teardown: the apps, then the sandbox, whose delete forgets the pod.
-    for (id, pid) in [(id, pid), (id2, pid2)] {
-        env.runtime
-            .run(&["kill", id, "9"])
-            .unwrap()
-            .expect_ok("kill");
-        test_support::process::wait_gone(pid, Duration::from_secs(5)).unwrap();
-        env.runtime
-            .run(&["delete", "--force", id])
-            .unwrap()
-            .expect_ok("delete");
-    }
+    env.kill_and_delete(id, pid);
+    env.kill_and_delete(id2, pid2);
+    assert!(env.cache_entry("u1").exists(), "app deletes keep the entry");
+    env.kill_and_delete(&sandbox_id, sandbox_pid);
     assert!(
-        cache_entry(env, "u1").exists(),
-        "app deletes keep the entry"
-    );
-    env.runtime
-        .run(&["kill", &sandbox_id, "9"])
-        .unwrap()
-        .expect_ok("kill sandbox");
-    test_support::process::wait_gone(sandbox_pid, Duration::from_secs(5)).unwrap();
-    env.runtime
-        .run(&["delete", "--force", &sandbox_id])
-        .unwrap()
-        .expect_ok("delete sandbox");
-    assert!(
-        !cache_entry(env, "u1").exists(),
+        !env.cache_entry("u1").exists(),
         "sandbox delete forgets the pod"
     );
     // Deleting what is gone still succeeds.
@@ -204,27 +86,15 @@ fn explain_shows_the_kubelets_answer() {
     if !require_root() {
         return;
     }
-    let k = kubelet_env("kubelet-explain");
-    let env = &k.env;
-    let bundle = fixture_bundle(env, "app-fsgroup-pod.config.json", "explained", None);
+    let (env, node) = kubelet_env("kubelet-explain");
+    let bundle = env.fixture_bundle("app-fsgroup-pod.config.json", "explained", None);
     let before = std::fs::read(bundle.config_path()).unwrap();
-    let out = env
-        .runtime
-        .run(&[
-            "explain",
-            "--format",
-            "json",
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-        ])
-        .unwrap()
-        .expect_ok("explain");
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = env.explain_json(&bundle);
     assert!(
         report["source"]
             .as_str()
             .unwrap()
-            .contains(&format!("kubelet {}", k.kubelet.url())),
+            .contains(&format!("kubelet {}", node.kubelet.url())),
         "{report}"
     );
     assert_eq!(report["pod_groups"]["uid"], "u2");
@@ -234,18 +104,12 @@ fn explain_shows_the_kubelets_answer() {
     );
     assert_eq!(report["pod_groups"]["fs_group"], 70000);
     assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
-    assert_eq!(k.kubelet.requests(), 1);
+    assert_eq!(node.kubelet.requests(), 1);
 
-    let text = env
-        .runtime
-        .run(&["explain", "--bundle", bundle.dir.to_str().unwrap()])
-        .unwrap()
-        .expect_ok("explain text");
+    let text = env.explain_text(&bundle);
     assert!(
-        text.stdout
-            .contains("pod grants:       supplementalGroups [60000], fsGroup 70000"),
-        "{}",
-        text.stdout
+        text.contains("pod grants:       supplementalGroups [60000], fsGroup 70000"),
+        "{text}"
     );
 }
 
@@ -254,38 +118,22 @@ fn create_fails_closed_naming_the_kubelet_when_it_is_down() {
     if !require_root() {
         return;
     }
-    let mut k = kubelet_env("kubelet-down");
-    let url = k.kubelet.url();
-    k.kubelet.stop();
-    let env = &k.env;
+    let (env, mut node) = kubelet_env("kubelet-down");
+    let url = node.kubelet.url();
+    node.kubelet.stop();
     let id = "app-down";
-    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
-    let before = std::fs::read(bundle.config_path()).unwrap();
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
+    let pid_file = bundle.dir.join("init.pid").display().to_string();
     let started = Instant::now();
-    let out = env
-        .runtime
-        .clone()
-        .with_cwd(&bundle.dir)
-        .run(&[
-            "create",
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-            "--pid-file",
-            bundle.dir.join("init.pid").to_str().unwrap(),
-            id,
-        ])
-        .unwrap();
-    assert!(!out.success(), "create must fail");
+    env.create_refused(&bundle, id, &["--pid-file", &pid_file]);
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "within the deadline"
     );
-    let msg = last_error_msg(&env.log).unwrap();
+    let msg = env.last_error();
     assert!(msg.contains(&url), "{msg}");
     assert!(msg.contains("user-alice/bypass-pod"), "{msg}");
     assert!(msg.contains("refusing to create"), "{msg}");
-    assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
-    assert!(!env.root.join(id).exists());
     // The shim's cleanup after a failed create.
     env.runtime
         .run(&["delete", "--force", id])
@@ -298,37 +146,29 @@ fn create_fails_closed_when_the_kubelet_forbids_or_has_no_such_pod() {
     if !require_root() {
         return;
     }
-    let k = kubelet_env("kubelet-refuses");
-    let env = &k.env;
+    let (env, node) = kubelet_env("kubelet-refuses");
     let cases = [
         (Behaviour::Status(403), "nodes/proxy", "forbidden"),
         (Behaviour::Serve, "not found", "ghost"),
     ];
     for (behaviour, reason, id) in cases {
-        k.kubelet.set_behaviour(behaviour);
-        let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
+        node.kubelet.set_behaviour(behaviour);
+        let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
         if id == "ghost" {
             let mut spec = bundle.read_config().unwrap();
             spec["annotations"]["io.kubernetes.cri.sandbox-name"] = "ghost-pod".into();
             bundle.write_config(&spec).unwrap();
         }
-        let out = env
-            .runtime
-            .clone()
-            .with_cwd(&bundle.dir)
-            .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
-            .unwrap();
-        assert!(!out.success(), "{id}");
-        let msg = last_error_msg(&env.log).unwrap();
+        env.create_refused(&bundle, id, &[]);
+        let msg = env.last_error();
         assert!(msg.contains(reason), "{id}: {msg}");
-        assert!(!env.root.join(id).exists());
-        assert!(!cache_entry(env, "u1").exists(), "failures are not cached");
+        assert!(!env.cache_entry("u1").exists(), "failures are not cached");
     }
     // Sanity: the kubeconfig used is the node-style one.
     assert!(
-        std::fs::read_to_string(&k.kubeconfig)
+        std::fs::read_to_string(&node.kubeconfig)
             .unwrap()
-            .contains(k.files.client_combined.to_str().unwrap())
+            .contains(node.files.client_combined.to_str().unwrap())
     );
 }
 
@@ -340,29 +180,17 @@ fn create_fails_closed_when_the_kubelet_forbids_or_has_no_such_pod() {
 #[test]
 #[ignore = "informational timing"]
 fn stage_time_with_and_without_the_cache() {
-    let mut k = kubelet_env("kubelet-timing");
+    let (mut env, node) = kubelet_env("kubelet-timing");
     if let Ok(binary) = std::env::var("SSG_RUNTIME") {
-        k.env.runtime.binary = binary.into();
+        env.runtime.binary = binary.into();
     }
-    let env = &k.env;
     std::fs::create_dir_all(&env.root).unwrap();
-    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", "timed", None);
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", "timed", None);
     let mut times = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        let out = env
-            .runtime
-            .run(&[
-                "explain",
-                "--format",
-                "json",
-                "--bundle",
-                bundle.dir.to_str().unwrap(),
-            ])
-            .unwrap()
-            .expect_ok("explain");
+        let report = env.explain_json(&bundle);
         let wall = started.elapsed();
-        let report: Value = serde_json::from_str(&out.stdout).unwrap();
         times.push((report["elapsed_us"].as_u64().unwrap(), wall));
     }
     eprintln!(
@@ -377,7 +205,7 @@ fn stage_time_with_and_without_the_cache() {
         hits[hits.len() / 2].0,
         hits[hits.len() / 2].1
     );
-    assert_eq!(k.kubelet.requests(), 1);
+    assert_eq!(node.kubelet.requests(), 1);
 }
 
 /// A pod whose container mounts a claim bound to a PersistentVolume with gid 50000: the gid the
@@ -389,64 +217,49 @@ fn a_persistent_volumes_gid_is_kept_and_explained() {
     if !require_root() {
         return;
     }
-    let k = kubelet_env("kubelet-pv");
-    let env = &k.env;
+    let (env, node) = kubelet_env("kubelet-pv");
     // The kubeconfig's server is the stand-in: it answers as the API server too.
-    k._pki
+    node.pki
         .write_kubeconfig(
-            &k.kubeconfig,
-            &k.kubelet.url(),
+            &node.kubeconfig,
+            &node.kubelet.url(),
             KubeconfigStyle::CombinedFile,
         )
         .unwrap();
-    let bypass_volumes =
-        serde_json::json!([{"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}]);
-    let bypass_mounts = serde_json::json!([{"name": "shared", "mountPath": "/shared"}]);
-    let mut bypass = pod("user-alice", "bypass-pod", "u1", &[60000], None);
-    bypass["spec"]["volumes"] = bypass_volumes.clone();
-    bypass["spec"]["containers"][0]["volumeMounts"] = bypass_mounts.clone();
-    k.kubelet.set_pods(pod_list(vec![bypass]));
-    k.kubelet.set_volumes(
-        vec![pvc("user-alice", "shared", "claim-uid", "pv-shared")],
-        vec![pv(
-            "pv-shared",
-            Some("50000"),
-            "user-alice",
-            "shared",
-            "claim-uid",
-        )],
-    );
+    // The pod `uid` of user-alice/bypass-pod whose container mounts the claim `shared`.
+    let with_claim = |uid: &str| {
+        let mut p = pod("user-alice", "bypass-pod", uid, &[60000], None);
+        p["spec"]["volumes"] = serde_json::json!([{"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}]);
+        p["spec"]["containers"][0]["volumeMounts"] =
+            serde_json::json!([{"name": "shared", "mountPath": "/shared"}]);
+        pod_list(vec![p])
+    };
+    // The claim, bound to pv-shared (gid 50000), which names `bound_to` as its claim's uid.
+    let volumes = |bound_to: &str| {
+        node.kubelet.set_volumes(
+            vec![pvc("user-alice", "shared", "claim-uid", "pv-shared")],
+            vec![pv(
+                "pv-shared",
+                Some("50000"),
+                "user-alice",
+                "shared",
+                bound_to,
+            )],
+        );
+    };
+    node.kubelet.set_pods(with_claim("u1"));
+    volumes("claim-uid");
 
-    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", "explained-pv", None);
-    let text = env
-        .runtime
-        .run(&["explain", "--bundle", bundle.dir.to_str().unwrap()])
-        .unwrap()
-        .expect_ok("explain");
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", "explained-pv", None);
+    let text = env.explain_text(&bundle);
     assert!(
-        text.stdout.contains(
+        text.contains(
             "volume gid:       50000 from PersistentVolume pv-shared (claim shared, volume \"shared\")"
         ),
-        "{}",
-        text.stdout
+        "{text}"
     );
-    assert!(
-        text.stdout.contains("dropped:          (none)"),
-        "{}",
-        text.stdout
-    );
-    let json = env
-        .runtime
-        .run(&[
-            "explain",
-            "--format",
-            "json",
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-        ])
-        .unwrap()
-        .expect_ok("explain json");
-    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(text.contains("dropped:          (none)"), "{text}");
+    let report = env.explain_json(&bundle);
     assert_eq!(
         report["pod_groups"]["volume_gids"],
         serde_json::json!([{"gid": 50000, "volume": "shared", "claim": "shared",
@@ -455,13 +268,12 @@ fn a_persistent_volumes_gid_is_kept_and_explained() {
     );
 
     let id = "app-pv";
-    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
     let before = std::fs::read(bundle.config_path()).unwrap();
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
     assert_eq!(groups_of(pid).unwrap(), vec![1000, 50000, 60000]);
     assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
-    let paths: Vec<String> = k.kubelet.seen().into_iter().map(|r| r.path).collect();
+    let paths: Vec<String> = node.kubelet.seen().into_iter().map(|r| r.path).collect();
     assert_eq!(
         &paths[paths.len() - 3..],
         [
@@ -470,52 +282,23 @@ fn a_persistent_volumes_gid_is_kept_and_explained() {
             "/api/v1/persistentvolumes/pv-shared"
         ]
     );
-    env.runtime
-        .run(&["kill", id, "9"])
-        .unwrap()
-        .expect_ok("kill");
-    test_support::process::wait_gone(pid, Duration::from_secs(5)).unwrap();
-    env.runtime
-        .run(&["delete", "--force", id])
-        .unwrap()
-        .expect_ok("delete");
+    env.kill_and_delete(id, pid);
 
     // The volume now belongs to another claim (a pod of another uid, so the cache of u1 is
     // not used): the pod's groups cannot be determined, create fails and changes nothing.
-    let mut other_life = pod("user-alice", "bypass-pod", "u1-new", &[60000], None);
-    other_life["spec"]["volumes"] = bypass_volumes.clone();
-    other_life["spec"]["containers"][0]["volumeMounts"] = bypass_mounts.clone();
-    k.kubelet.set_pods(pod_list(vec![other_life]));
-    k.kubelet.set_volumes(
-        vec![pvc("user-alice", "shared", "claim-uid", "pv-shared")],
-        vec![pv(
-            "pv-shared",
-            Some("50000"),
-            "user-alice",
-            "shared",
-            "someone-elses",
-        )],
-    );
+    node.kubelet.set_pods(with_claim("u1-new"));
+    volumes("someone-elses");
     let id = "app-pv-refused";
-    let bundle = fixture_bundle(env, "app-bypass-pod.config.json", id, None);
+    let bundle = env.fixture_bundle("app-bypass-pod.config.json", id, None);
     let mut spec = bundle.read_config().unwrap();
     spec["annotations"]["io.kubernetes.cri.sandbox-uid"] = "u1-new".into();
     bundle.write_config(&spec).unwrap();
-    let before = std::fs::read(bundle.config_path()).unwrap();
-    let out = env
-        .runtime
-        .clone()
-        .with_cwd(&bundle.dir)
-        .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
-        .unwrap();
-    assert!(!out.success(), "create must fail");
-    let msg = last_error_msg(&env.log).unwrap();
+    env.create_refused(&bundle, id, &[]);
+    let msg = env.last_error();
     assert!(
         msg.contains("volume \"shared\" (PersistentVolumeClaim user-alice/shared)")
             && msg.contains("bound to another claim")
             && msg.contains("refusing to create"),
         "{msg}"
     );
-    assert_eq!(std::fs::read(bundle.config_path()).unwrap(), before);
-    assert!(!env.root.join(id).exists());
 }

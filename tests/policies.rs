@@ -10,8 +10,7 @@ use std::time::Duration;
 use common::{TestEnv, gids_in, require_root};
 use serde_json::{Value, json};
 use test_support::process::{self, status_field};
-use test_support::rootfs::{Bundle, minimal_config};
-use test_support::runtime::last_error_msg;
+use test_support::rootfs::Bundle;
 
 /// The pod: runAsUser 1000, no runAsGroup, supplementalGroups [60000].
 const PODS: &[test_support::fixtures::TestPod<'static>] =
@@ -38,7 +37,7 @@ fn env(name: &str, policies: &str) -> TestEnv {
 /// Kubernetes default), and `/bin/sgid-reader` (prints its egid and a file) setgid and owned by
 /// group 50000, next to a 0640 file of that group.
 fn bundle(env: &TestEnv, id: &str, user: (u32, u32, &[u32])) -> Bundle {
-    let mut config = minimal_config(&["sleep", "100"], user.0, user.1, user.2, &env.cgroup(id));
+    let mut config = env.config(id, &["sleep", "100"], user);
     config["annotations"] = annotations();
     config["process"]["noNewPrivileges"] = json!(false);
     let b = env.bundle_with(id, &config);
@@ -65,19 +64,10 @@ fn bundle(env: &TestEnv, id: &str, user: (u32, u32, &[u32])) -> Bundle {
     b
 }
 
+/// A create the policy refuses (config.json untouched, no container left): its error line.
 fn create_fails(env: &TestEnv, b: &Bundle, id: &str) -> String {
-    let before = std::fs::read(b.config_path()).unwrap();
-    let out = env
-        .runtime
-        .run(&["create", "--bundle", b.dir.to_str().unwrap(), id])
-        .unwrap();
-    assert!(!out.success(), "create {id} was not refused");
-    assert_eq!(
-        std::fs::read(b.config_path()).unwrap(),
-        before,
-        "a refused create left config.json changed"
-    );
-    last_error_msg(&env.log).unwrap_or_default()
+    env.create_refused(b, id, &[]);
+    env.last_error()
 }
 
 /// What `/bin/sgid-reader /secret` prints in the container (its egid decides).
@@ -154,11 +144,7 @@ fn no_new_privileges_closes_the_setgid_hole() {
     // unchanged (the default): the filter drops 50000, the setgid binary gets it back.
     let env1 = env("nnp-unchanged", "");
     let b = bundle(&env1, "unchanged", (1000, 1000, &[1000, 50000, 60000]));
-    let pid = env1.create(&b, "unchanged", &[]);
-    env1.runtime
-        .run(&["start", "unchanged"])
-        .unwrap()
-        .expect_ok("start");
+    let pid = env1.create_and_start(&b, "unchanged");
     assert_eq!(process::groups_of(pid).unwrap(), vec![1000, 60000]);
     assert!(
         read_secret_through_setgid(&env1, "unchanged").contains("group 50000 only"),
@@ -172,15 +158,9 @@ fn no_new_privileges_closes_the_setgid_hole() {
     let pid = env2.create(&b, "set", &[]);
     let spec = b.read_config().unwrap();
     assert_eq!(spec["process"]["noNewPrivileges"], json!(true));
-    assert_eq!(
-        gids_in(&spec, "/process/user/additionalGids"),
-        vec![1000, 60000]
-    );
+    assert_eq!(gids_in(&spec), vec![1000, 60000]);
     assert_eq!(status_field(pid, "NoNewPrivs").unwrap(), "1");
-    env2.runtime
-        .run(&["start", "set"])
-        .unwrap()
-        .expect_ok("start");
+    env2.start("set");
     assert!(
         !read_secret_through_setgid(&env2, "set").contains("group 50000 only"),
         "an exec regained group 50000 through a setgid binary"

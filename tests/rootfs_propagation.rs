@@ -6,7 +6,6 @@
 mod common;
 
 use common::{TestEnv, require_root};
-use test_support::rootfs::minimal_config;
 
 /// Lines of the container's mountinfo that say the mount is shared (`shared:N` optional field).
 fn shared_mounts(pid: i32) -> Vec<String> {
@@ -36,7 +35,7 @@ fn every_rootfs_propagation_starts_and_only_shared_leaves_shared_mounts() {
         Some("shared"),
     ] {
         let id = format!("prop-{}", mode.unwrap_or("default"));
-        let mut config = minimal_config(&["sleep", "1000"], 1000, 1000, &[1000], &env.cgroup(&id));
+        let mut config = env.config(&id, &["sleep", "1000"], (1000, 1000, &[1000]));
         if let Some(mode) = mode {
             config["linux"]["rootfsPropagation"] = mode.into();
         }

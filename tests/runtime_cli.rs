@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::{TestEnv, require_root};
 use test_support::process::{self, eventually, groups_of};
-use test_support::runtime::last_error_msg;
 
 #[test]
 fn containerd_shim_sequence() {
@@ -136,12 +135,10 @@ fn console_socket_no_pivot_no_new_keyring() {
     }
     let env = TestEnv::new("tty");
     let id = "tty-variant";
-    let mut config = test_support::rootfs::minimal_config(
+    let mut config = env.config(
+        id,
         &["sh", "-c", "echo hello-from-tty; tty; id; sleep 1000"],
-        1000,
-        1000,
-        &[1000],
-        &env.cgroup(id),
+        (1000, 1000, &[1000]),
     );
     config["process"]["terminal"] = true.into();
     let bundle = env.bundle_with(id, &config);
@@ -150,18 +147,9 @@ fn console_socket_no_pivot_no_new_keyring() {
     let receiver = std::thread::spawn(move || receive_fd(&listener));
 
     // The variant pod's exact flags: --console-socket S --no-pivot --no-new-keyring
-    let pid = env.create(
-        &bundle,
-        id,
-        &[
-            "--console-socket",
-            socket.to_str().unwrap(),
-            "--no-pivot",
-            "--no-new-keyring",
-        ],
-    );
+    let pid = env.create_with_console(&bundle, id, &socket);
     let master = receiver.join().unwrap();
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    env.start(id);
 
     let mut file = std::fs::File::from(master);
     let mut seen = String::new();
@@ -200,20 +188,7 @@ fn run_foreground_and_detached() {
 
     let id = "run-detached";
     let bundle = env.bundle(id, &["sleep", "1000"], (0, 0, &[]));
-    let pid_file = env.pid_file(id);
-    env.runtime
-        .run(&[
-            "run",
-            "--detach",
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            id,
-        ])
-        .unwrap()
-        .expect_ok("run --detach");
-    let pid = process::read_pid_file(&pid_file).unwrap();
+    let pid = env.run_detached(&bundle, id, &["--detach"]);
     assert_eq!(env.runtime.status(id).unwrap(), "running");
     env.destroy(id, Some(pid));
 }
@@ -263,8 +238,7 @@ fn ps_list_pause_resume() {
     let env = TestEnv::new("ops");
     let id = "ops-1";
     let bundle = env.bundle(id, &["sleep", "1000"], (0, 0, &[]));
-    let pid = env.create(&bundle, id, &[]);
-    env.runtime.run(&["start", id]).unwrap().expect_ok("start");
+    let pid = env.create_and_start(&bundle, id);
 
     let ps = env
         .runtime
@@ -374,11 +348,8 @@ fn checkpoint_without_criu_is_a_clear_error() {
         .run(&["checkpoint", "whatever"])
         .unwrap();
     assert!(!out.success());
-    assert!(
-        last_error_msg(&env.log).is_some_and(|m| m.contains("criu not available")),
-        "{}",
-        env.log_text()
-    );
+    let msg = env.last_error();
+    assert!(msg.contains("criu not available"), "{msg}");
 }
 
 #[test]
@@ -391,12 +362,8 @@ fn failed_creates_leave_an_error_line_and_nothing_behind() {
     let id = "bad-json";
     let bundle = env.bundle(id, &["true"], (0, 0, &[]));
     std::fs::write(bundle.config_path(), "{ this is not json").unwrap();
-    let out = env
-        .runtime
-        .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
-        .unwrap();
-    assert!(!out.success());
-    let msg = last_error_msg(&env.log).expect("an error line in --log");
+    let out = env.create_refused(&bundle, id, &[]);
+    let msg = env.last_error();
     assert!(msg.contains("config.json"), "{msg}");
     assert!(
         out.stderr.contains("config.json"),
@@ -411,17 +378,10 @@ fn failed_creates_leave_an_error_line_and_nothing_behind() {
     let id = "no-rootfs";
     let bundle = env.bundle(id, &["true"], (0, 0, &[]));
     std::fs::remove_dir_all(bundle.dir.join("rootfs")).unwrap();
-    let out = env
-        .runtime
-        .run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
-        .unwrap();
-    assert!(!out.success());
-    let msg = last_error_msg(&env.log).expect("an error line in --log");
+    // create_refused asserts that no state is left after a failed create.
+    env.create_refused(&bundle, id, &[]);
+    let msg = env.last_error();
     assert!(msg.contains(id), "{msg}");
-    assert!(
-        !env.root.join(id).exists(),
-        "no state left after a failed create"
-    );
     env.runtime
         .run(&["delete", "--force", id])
         .unwrap()
@@ -501,13 +461,7 @@ fn home_comes_from_etc_passwd_never_from_image_nss_modules() {
     }
     let env = TestEnv::new("nss");
     let id = "nss-home";
-    let mut config = test_support::rootfs::minimal_config(
-        &["sh", "-c", "echo HOME=$HOME"],
-        1000,
-        1000,
-        &[],
-        &env.cgroup(id),
-    );
+    let mut config = env.config(id, &["sh", "-c", "echo HOME=$HOME"], (1000, 1000, &[]));
     config["process"]["env"] = serde_json::json!(["PATH=/bin"]);
     let bundle = env.bundle_with(id, &config);
     std::fs::write(

@@ -5,11 +5,13 @@
 //! In-process against the HTTPS stand-in; no root needed. (`kubelet_source.rs` runs a
 //! container of such a pod.)
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::kubelet::{ApiServer, Node, pod_ref};
 use serde_json::{Value, json};
-use strict_supplementalgroups::config::HttpSourceConfig;
 use strict_supplementalgroups::pod::{LookupError, PodGroups, PodGroupsSource, PodRef, VolumeGid};
 use strict_supplementalgroups::podgroups::apiserver::ApiServerSource;
 use strict_supplementalgroups::podgroups::file::FileSource;
@@ -42,11 +44,7 @@ fn web() -> Value {
 }
 
 fn web_ref() -> PodRef {
-    PodRef {
-        namespace: NS.into(),
-        name: "web".into(),
-        uid: Some("u1".into()),
-    }
+    pod_ref(NS, "web", "u1")
 }
 
 fn bound() -> (Vec<Value>, Vec<Value>) {
@@ -56,50 +54,25 @@ fn bound() -> (Vec<Value>, Vec<Value>) {
     )
 }
 
-struct Setup {
-    pki: TestPki,
-    _dir: tempfile::TempDir,
-    /// Serves /pods, and pods, claims and volumes as the API server.
-    server: KubeletStandIn,
-    config: HttpSourceConfig,
-}
-
 /// One stand-in as kubelet and API server (the kubeconfig's server), holding `pods` and the
-/// claims and volumes given.
-fn setup(pods: Vec<Value>, volumes: (Vec<Value>, Vec<Value>)) -> Setup {
-    let pki = TestPki::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let files = pki.write_files(&dir.path().join("pki")).unwrap();
-    let server = KubeletStandIn::start(&pki, Behaviour::Serve).unwrap();
+/// claims and volumes given; lookups get 4 s and one retry.
+fn setup(pods: Vec<Value>, volumes: (Vec<Value>, Vec<Value>)) -> Node {
+    let mut node = Node::start(
+        Behaviour::Serve,
+        ApiServer::TheStandIn,
+        KubeconfigStyle::FilePaths,
+    );
     let mut items = filler_pods(20);
     items.extend(pods);
-    server.set_pods(pod_list(items));
-    server.set_volumes(volumes.0, volumes.1);
-    let kubeconfig = dir.path().join("kubelet.conf");
-    pki.write_kubeconfig(&kubeconfig, &server.url(), KubeconfigStyle::FilePaths)
-        .unwrap();
-    let config = HttpSourceConfig {
-        kubelet_url: server.url(),
-        kubeconfig,
-        ca_file: Some(files.ca_cert),
-        tls_server_name: None,
-        insecure_skip_tls_verify: false,
-        request_timeout: Duration::from_secs(2),
-        lookup_deadline: Duration::from_secs(4),
-        retries: 1,
-        cache_max_age: Duration::from_secs(3600),
-        apiserver_url: None,
-    };
-    Setup {
-        pki,
-        _dir: dir,
-        server,
-        config,
-    }
+    node.kubelet.set_pods(pod_list(items));
+    node.kubelet.set_volumes(volumes.0, volumes.1);
+    node.config.lookup_deadline = Duration::from_secs(4);
+    node.config.retries = 1;
+    node
 }
 
 /// The kubelet and the API server source, each asked once.
-fn both_sources(s: &Setup, pod: &PodRef) -> [(&'static str, Result<PodGroups, LookupError>); 2] {
+fn both_sources(s: &Node, pod: &PodRef) -> [(&'static str, Result<PodGroups, LookupError>); 2] {
     [
         ("kubelet", KubeletSource::new(s.config.clone()).lookup(pod)),
         (
@@ -140,7 +113,7 @@ fn both_http_sources_keep_the_gid_of_the_pods_volume() {
         );
         assert_eq!(g.granted().collect::<Vec<_>>(), vec![60000, 50000]);
     }
-    let paths: Vec<String> = s.server.seen().into_iter().map(|r| r.path).collect();
+    let paths: Vec<String> = s.kubelet.seen().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
         [
@@ -154,7 +127,7 @@ fn both_http_sources_keep_the_gid_of_the_pods_volume() {
     );
     // Every request with the node's own identity.
     assert!(
-        s.server
+        s.kubelet
             .seen()
             .iter()
             .all(|r| r.client_cn.as_deref() == Some("system:node:test-node"))
@@ -174,7 +147,7 @@ fn pods_without_claims_make_no_extra_request() {
         let g = result.unwrap_or_else(|e| panic!("{source}: {e:#}"));
         assert!(g.volume_gids.is_empty(), "{source}");
     }
-    assert_eq!(s.server.requests(), 2, "one per source, no claim asked");
+    assert_eq!(s.kubelet.requests(), 2, "one per source, no claim asked");
 }
 
 #[test]
@@ -189,19 +162,8 @@ fn generic_ephemeral_volumes_are_the_pods_own_claims() {
     let mut claim = pvc(NS, "web-scratch", "claim-uid", "pv-scratch");
     claim["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Pod",
         "name": "web", "uid": "u1", "controller": true, "blockOwnerDeletion": true}]);
-    let s = setup(
-        vec![eph],
-        (
-            vec![claim.clone()],
-            vec![pv(
-                "pv-scratch",
-                Some("51000"),
-                NS,
-                "web-scratch",
-                "claim-uid",
-            )],
-        ),
-    );
+    let scratch = pv("pv-scratch", Some("51000"), NS, "web-scratch", "claim-uid");
+    let s = setup(vec![eph], (vec![claim.clone()], vec![scratch.clone()]));
     for (source, result) in both_sources(&s, &web_ref()) {
         let g = result.unwrap_or_else(|e| panic!("{source}: {e:#}"));
         assert_eq!(g.volume_gids[0].gid, 51000, "{source}");
@@ -209,16 +171,7 @@ fn generic_ephemeral_volumes_are_the_pods_own_claims() {
     }
     // The same claim name owned by a pod of an earlier life: not this pod's.
     claim["metadata"]["ownerReferences"][0]["uid"] = json!("u0");
-    s.server.set_volumes(
-        vec![claim],
-        vec![pv(
-            "pv-scratch",
-            Some("51000"),
-            NS,
-            "web-scratch",
-            "claim-uid",
-        )],
-    );
+    s.kubelet.set_volumes(vec![claim], vec![scratch]);
     for (source, result) in both_sources(&s, &web_ref()) {
         let text = format!("{:#}", result.unwrap_err());
         assert!(
@@ -269,7 +222,7 @@ fn every_unresolvable_claim_fails_naming_volume_and_claim() {
         ),
     ];
     for (case, claims, volumes, expected) in cases {
-        s.server.set_volumes(claims, volumes);
+        s.kubelet.set_volumes(claims, volumes);
         for (source, result) in both_sources(&s, &web_ref()) {
             let text = volume_error(source, result);
             assert!(text.contains(expected), "{case}, {source}: {text}");

@@ -267,17 +267,5 @@ pub fn is_executable(p: &Path) -> bool {
 
 /// `<binary> --version`, first line.
 pub fn version_of(binary: &Path) -> String {
-    std::process::Command::new(binary)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".to_owned())
+    test_support::binaries::version_line(binary)
 }

@@ -93,6 +93,34 @@ impl Case {
     fn stderr_path(&self) -> PathBuf {
         self.bundle.join("runtime.stderr")
     }
+
+    /// What a create's `--pid-file` names.
+    fn init_pid_file(&self) -> PathBuf {
+        self.bundle.join("init.pid")
+    }
+
+    /// What an exec's `--pid-file` names.
+    fn exec_pid_file(&self) -> PathBuf {
+        self.bundle.join("exec.pid")
+    }
+
+    /// The gids its containers must run with: what enforcement leaves, or all of them.
+    fn want_gids(&self) -> &'static [u32] {
+        if self.kind.enforced() {
+            &ENFORCED_GIDS
+        } else {
+            &INPUT_GIDS
+        }
+    }
+
+    /// Outside the clock: `config` as the bundle's config.json, no log, an empty stderr file.
+    fn write_config(&self, config: &Value) -> Result<()> {
+        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec(config)?)
+            .context("writing config.json")?;
+        let _ = std::fs::remove_file(self.bundle.join("log.json"));
+        File::create(self.stderr_path())?;
+        Ok(())
+    }
 }
 
 /// A kubelet stand-in and the pods it serves besides the measured one.
@@ -111,6 +139,17 @@ impl Kubelet {
         items.extend(extra);
         self.standin
             .set_pods(test_support::kubelet::pod_list(items));
+    }
+
+    /// Serves `fillers + fixed` and `pod`, which grants [`GRANTED`].
+    fn serve_pod(&self, pod: &PodIdentity) {
+        self.serve(Some(test_support::kubelet::pod(
+            &pod.namespace,
+            &pod.name,
+            &pod.uid,
+            &[GRANTED],
+            None,
+        )));
     }
 }
 
@@ -206,29 +245,17 @@ impl Harness {
         let id = format!("sgb-{}-{seq}", case.name);
         let cgroups_path = format!("/{}/{id}", self.cgroup_parent);
         let pod = self.pod_for(case.kind, seq);
-        let config = self.spec.render(args, &cgroups_path, pod.as_ref());
-        std::fs::write(
-            case.bundle.join("config.json"),
-            serde_json::to_vec(&config)?,
-        )
-        .context("writing config.json")?;
-        for f in ["log.json", "init.pid", "exec.pid"] {
-            let _ = std::fs::remove_file(case.bundle.join(f));
+        case.write_config(&self.spec.render(args, &cgroups_path, pod.as_ref()))?;
+        for f in [case.init_pid_file(), case.exec_pid_file()] {
+            let _ = std::fs::remove_file(f);
         }
-        File::create(case.stderr_path())?;
         if case.kind == Kind::OursPodKubeletFirst {
             let pod = pod.context("first-container case without a pod")?;
             let k = self
                 .kubelet
                 .as_ref()
                 .context("kubelet case without a stand-in")?;
-            k.serve(Some(test_support::kubelet::pod(
-                &pod.namespace,
-                &pod.name,
-                &pod.uid,
-                &[GRANTED],
-                None,
-            )));
+            k.serve_pod(&pod);
         }
         Ok(id)
     }
@@ -281,6 +308,35 @@ impl Harness {
         Ok(cmd)
     }
 
+    /// `create --bundle B --pid-file B/init.pid ID`, as the shim calls it.
+    fn create_command(&self, case: &Case, id: &str, rss_to: Option<&Path>) -> Result<Command> {
+        let b = case.bundle.display().to_string();
+        let p = case.init_pid_file().display().to_string();
+        let args = ["create", "--bundle", &b, "--pid-file", &p, id];
+        self.command_with(case, rss_to, &args, None)
+    }
+
+    /// `exec --process F --detach --pid-file B/exec.pid ID`, as the shim calls it.
+    fn exec_command(&self, case: &Case, id: &str, process: &Path) -> Result<Command> {
+        let f = process.display().to_string();
+        let p = case.exec_pid_file().display().to_string();
+        let args = ["exec", "--process", &f, "--detach", "--pid-file", &p, id];
+        self.command(case, &args, None)
+    }
+
+    /// Writes an exec `--process` file as containerd does (the unfiltered gids), running
+    /// `args`.
+    fn write_exec_process(&self, case: &Case, args: &[&str]) -> Result<PathBuf> {
+        let process = case.bundle.join("process.json");
+        std::fs::write(&process, serde_json::to_vec(&self.spec.exec_process(args))?)?;
+        Ok(process)
+    }
+
+    /// Outside the clock: one runtime call that must succeed.
+    fn untimed(&self, case: &Case, id: &str, what: &str, args: &[&str]) -> Result<Finished> {
+        self.call(case, id, what, &mut self.command(case, args, None)?)
+    }
+
     /// An error with everything the runtime said; the container is force-deleted.
     fn failure(&self, case: &Case, id: &str, what: &str, fin: &Finished) -> anyhow::Error {
         let stderr = std::fs::read_to_string(case.stderr_path()).unwrap_or_default();
@@ -314,11 +370,7 @@ impl Harness {
         let config: Value =
             serde_json::from_slice(&std::fs::read(case.bundle.join("config.json"))?)?;
         let gids = &config["process"]["user"]["additionalGids"];
-        let want: &[u32] = if case.kind.enforced() {
-            &ENFORCED_GIDS
-        } else {
-            &INPUT_GIDS
-        };
+        let want = case.want_gids();
         ensure!(
             *gids == serde_json::json!(want),
             "{}: after create, config.json has additionalGids {gids}, expected {want:?} — the \
@@ -347,21 +399,14 @@ impl Harness {
     pub fn cycle(&self, case: &Case, priming: bool) -> Result<CycleSample> {
         let seq = self.next_seq();
         let id = self.prepare(case, &["true"], seq)?;
-        let b = case.bundle.display().to_string();
-        let pid_file = case.bundle.join("init.pid");
-        let p = pid_file.display().to_string();
-        let mut create = self.command(
-            case,
-            &["create", "--bundle", &b, "--pid-file", &p, &id],
-            None,
-        )?;
+        let mut create = self.create_command(case, &id, None)?;
         let mut start = self.command(case, &["start", &id], None)?;
         let mut delete = self.command(case, &["delete", &id], None)?;
         let before = self.requests();
 
         let t0 = Instant::now();
         let created = self.call(case, &id, "create", &mut create)?;
-        let init = read_pid_file(&pid_file)?;
+        let init = read_pid_file(&case.init_pid_file())?;
         let started = self.call(case, &id, "start", &mut start)?;
         wait_exit(init, TIMEOUT).with_context(|| format!("{}: container init", case.name))?;
         let deleted = self.call(case, &id, "delete", &mut delete)?;
@@ -386,32 +431,14 @@ impl Harness {
     pub fn create_rss(&self, case: &Case) -> Result<f64> {
         let seq = self.next_seq();
         let id = self.prepare(case, &["true"], seq)?;
-        let b = case.bundle.display().to_string();
-        let pid_file = case.bundle.join("init.pid");
-        let p = pid_file.display().to_string();
         let rss_file = case.bundle.join("create.maxrss");
         let _ = std::fs::remove_file(&rss_file);
-        let mut create = self.command_with(
-            case,
-            Some(&rss_file),
-            &["create", "--bundle", &b, "--pid-file", &p, &id],
-            None,
-        )?;
+        let mut create = self.create_command(case, &id, Some(&rss_file))?;
         self.call(case, &id, "create (under busybox time)", &mut create)?;
-        let init = read_pid_file(&pid_file)?;
-        self.call(
-            case,
-            &id,
-            "start",
-            &mut self.command(case, &["start", &id], None)?,
-        )?;
+        let init = read_pid_file(&case.init_pid_file())?;
+        self.untimed(case, &id, "start", &["start", &id])?;
         wait_exit(init, TIMEOUT).with_context(|| format!("{}: container init", case.name))?;
-        self.call(
-            case,
-            &id,
-            "delete",
-            &mut self.command(case, &["delete", &id], None)?,
-        )?;
+        self.untimed(case, &id, "delete", &["delete", &id])?;
         self.check_config(case)?;
         let text = std::fs::read_to_string(&rss_file).with_context(|| {
             format!(
@@ -431,43 +458,25 @@ impl Harness {
     pub fn ops(&self, case: &Case) -> Result<OpsSample> {
         let seq = self.next_seq();
         let id = self.prepare(case, &["sleep", "3600"], seq)?;
-        let process = case.bundle.join("process.json");
-        std::fs::write(
-            &process,
-            serde_json::to_vec(&self.spec.exec_process(&["true"]))?,
-        )?;
-        let b = case.bundle.display().to_string();
-        let pid_file = case.bundle.join("init.pid");
-        let p = pid_file.display().to_string();
-        let exec_pid_file = case.bundle.join("exec.pid");
-        let ep = exec_pid_file.display().to_string();
-        let pr = process.display().to_string();
+        let process = self.write_exec_process(case, &["true"])?;
         let state_out = case.bundle.join("state.out");
-        let mut create = self.command(
-            case,
-            &["create", "--bundle", &b, "--pid-file", &p, &id],
-            None,
-        )?;
+        let mut create = self.create_command(case, &id, None)?;
         let mut start = self.command(case, &["start", &id], None)?;
         let mut state = self.command(case, &["state", &id], Some(&state_out))?;
-        let mut exec = self.command(
-            case,
-            &["exec", "--process", &pr, "--detach", "--pid-file", &ep, &id],
-            None,
-        )?;
+        let mut exec = self.exec_command(case, &id, &process)?;
         let mut kill = self.command(case, &["kill", &id, "9"], None)?;
         let mut delete = self.command(case, &["delete", &id], None)?;
 
         let before_create = self.requests();
         self.call(case, &id, "create", &mut create)?;
         let create_requests = self.requests() - before_create;
-        let init = read_pid_file(&pid_file)?;
+        let init = read_pid_file(&case.init_pid_file())?;
         let started = self.call(case, &id, "start", &mut start)?;
         let stated = self.call(case, &id, "state", &mut state)?;
         let before = self.requests();
         let execed = self.call(case, &id, "exec --detach", &mut exec)?;
         let exec_requests = self.requests() - before;
-        let exec_pid = read_pid_file(&exec_pid_file)?;
+        let exec_pid = read_pid_file(&case.exec_pid_file())?;
         wait_exit(exec_pid, TIMEOUT).with_context(|| format!("{}: exec process", case.name))?;
         let killed = self.call(case, &id, "kill 9", &mut kill)?;
         wait_exit(init, TIMEOUT).with_context(|| format!("{}: killed init", case.name))?;
@@ -515,80 +524,43 @@ impl Harness {
         }
         let seq = self.next_seq();
         let id = self.prepare(case, &["sleep", "3600"], seq)?;
-        let process = case.bundle.join("process.json");
-        std::fs::write(
-            &process,
-            serde_json::to_vec(&self.spec.exec_process(&["sleep", "3600"]))?,
-        )?;
-        let b = case.bundle.display().to_string();
-        let pid_file = case.bundle.join("init.pid");
-        let p = pid_file.display().to_string();
-        let exec_pid_file = case.bundle.join("exec.pid");
-        let ep = exec_pid_file.display().to_string();
-        let pr = process.display().to_string();
-        let want: Vec<u32> = if case.kind.enforced() {
-            ENFORCED_GIDS.to_vec()
-        } else {
-            INPUT_GIDS.to_vec()
-        };
+        let process = self.write_exec_process(case, &["sleep", "3600"])?;
+        let want = case.want_gids();
         let before = self.requests();
         self.call(
             case,
             &id,
             "create",
-            &mut self.command(
-                case,
-                &["create", "--bundle", &b, "--pid-file", &p, &id],
-                None,
-            )?,
+            &mut self.create_command(case, &id, None)?,
         )?;
         let after_create = self.requests();
         let result = (|| -> Result<()> {
             self.check_config(case)?;
             self.check_requests(case, after_create - before, true)?;
-            let init = read_pid_file(&pid_file)?;
-            self.call(
-                case,
-                &id,
-                "start",
-                &mut self.command(case, &["start", &id], None)?,
-            )?;
-            expect_groups(init, &want).with_context(|| format!("{}: container init", case.name))?;
+            let init = read_pid_file(&case.init_pid_file())?;
+            self.untimed(case, &id, "start", &["start", &id])?;
+            expect_groups(init, want).with_context(|| format!("{}: container init", case.name))?;
             self.call(
                 case,
                 &id,
                 "exec",
-                &mut self.command(
-                    case,
-                    &["exec", "--process", &pr, "--detach", "--pid-file", &ep, &id],
-                    None,
-                )?,
+                &mut self.exec_command(case, &id, &process)?,
             )?;
-            let exec_pid = read_pid_file(&exec_pid_file)?;
-            expect_groups(exec_pid, &want)
+            let exec_pid = read_pid_file(&case.exec_pid_file())?;
+            expect_groups(exec_pid, want)
                 .with_context(|| format!("{}: exec'd process", case.name))?;
             ensure!(
                 self.requests() == after_create,
                 "{}: exec asked the kubelet",
                 case.name
             );
-            self.call(
-                case,
-                &id,
-                "kill",
-                &mut self.command(case, &["kill", &id, "9"], None)?,
-            )?;
+            self.untimed(case, &id, "kill", &["kill", &id, "9"])?;
             // The exec'd process first: the init, as its pid namespace's reaper, finishes
             // exiting only once every other process of the namespace is reaped.
             wait_exit(exec_pid, TIMEOUT)
                 .with_context(|| format!("{}: exec'd process of a killed container", case.name))?;
             wait_exit(init, TIMEOUT).with_context(|| format!("{}: killed init", case.name))?;
-            self.call(
-                case,
-                &id,
-                "delete",
-                &mut self.command(case, &["delete", &id], None)?,
-            )?;
+            self.untimed(case, &id, "delete", &["delete", &id])?;
             Ok(())
         })();
         if result.is_err() {
@@ -606,24 +578,12 @@ impl Harness {
             name: format!("lookup-{seq}"),
             uid: format!("{}-lookup-{seq}", self.run_id),
         };
-        kubelet.serve(Some(test_support::kubelet::pod(
-            &pod.namespace,
-            &pod.name,
-            &pod.uid,
-            &[GRANTED],
-            None,
-        )));
-        let config = self.spec.render(
+        kubelet.serve_pod(&pod);
+        case.write_config(&self.spec.render(
             &["true"],
             &format!("/{}/explain", self.cgroup_parent),
             Some(&pod),
-        );
-        std::fs::write(
-            case.bundle.join("config.json"),
-            serde_json::to_vec(&config)?,
-        )?;
-        let _ = std::fs::remove_file(case.bundle.join("log.json"));
-        File::create(case.stderr_path())?;
+        ))?;
         let out = case.bundle.join("explain.json");
         let b = case.bundle.display().to_string();
         let mut cmd = self.command(

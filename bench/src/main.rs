@@ -383,76 +383,98 @@ type Metrics = Vec<(&'static str, f64)>;
 /// Per metric, the samples of every case, round by round.
 type Collected = BTreeMap<&'static str, stats::Series>;
 
-/// Runs `f` over `cases` for `warmup` discarded rounds and then until `iterations` rounds have
-/// been measured. Every round runs every case once, in a fresh random order: a case must not
-/// always follow the same one (what a runtime leaves the kernel to finish after it exits —
-/// cgroup teardown, freeing a memfd copy — lands on whoever comes next).
-///
-/// A round's samples are kept only when every case of the round succeeded, so that the samples
-/// of all cases stay paired by round. A failure of this runtime ends the run (a bug to look at);
-/// a failure of a peer (crun, runc, youki) is recorded in `failures` and its round discarded
-/// and redone, up to a tenth of the rounds.
-fn rounds(
-    label: &str,
-    rng: &mut Rng,
-    cases: &[&Case],
+/// The measured phases' rounds: the generator of their random orders, the run's warm-up and
+/// round counts, and the failures of peer runtimes that discarded a round.
+struct Rounds {
+    rng: Rng,
     warmup: usize,
     iterations: usize,
-    failures: &mut Vec<String>,
-    mut f: impl FnMut(&Case) -> Result<Metrics>,
-) -> Result<Collected> {
-    let mut out = Collected::new();
-    let t = Instant::now();
-    let mut order: Vec<&Case> = cases.to_vec();
-    let (mut done, mut measured, mut discarded) = (0, 0, 0);
-    let budget = (iterations / 10).max(3);
-    while measured < iterations {
-        proc::check_interrupted()?;
-        rng.shuffle(&mut order);
-        let mut round = Vec::with_capacity(order.len());
-        let mut failed = false;
-        for case in &order {
-            match f(case) {
-                Ok(m) => round.push((case.name.as_str(), m)),
-                Err(e) if case.kind.peer() => {
-                    let msg = format!("{label}, round {}: {}: {e:#}", done + 1, case.name);
-                    eprintln!("bench: {msg}; round discarded");
-                    failures.push(msg);
-                    failed = true;
-                    break;
+    failures: Vec<String>,
+}
+
+impl Rounds {
+    /// [`Rounds::run_n`] with the run's warm-up and round counts.
+    fn run(
+        &mut self,
+        label: &str,
+        cases: &[&Case],
+        f: impl FnMut(&Case) -> Result<Metrics>,
+    ) -> Result<Collected> {
+        self.run_n(label, cases, self.warmup, self.iterations, f)
+    }
+
+    /// Runs `f` over `cases` for `warmup` discarded rounds and then until `iterations` rounds have
+    /// been measured. Every round runs every case once, in a fresh random order: a case must not
+    /// always follow the same one (what a runtime leaves the kernel to finish after it exits —
+    /// cgroup teardown, freeing a memfd copy — lands on whoever comes next).
+    ///
+    /// A round's samples are kept only when every case of the round succeeded, so that the samples
+    /// of all cases stay paired by round. A failure of this runtime ends the run (a bug to look at);
+    /// a failure of a peer (crun, runc, youki) is recorded in `self.failures` and its round discarded
+    /// and redone, up to a tenth of the rounds.
+    fn run_n(
+        &mut self,
+        label: &str,
+        cases: &[&Case],
+        warmup: usize,
+        iterations: usize,
+        mut f: impl FnMut(&Case) -> Result<Metrics>,
+    ) -> Result<Collected> {
+        let mut out = Collected::new();
+        let t = Instant::now();
+        let mut order: Vec<&Case> = cases.to_vec();
+        let (mut done, mut measured, mut discarded) = (0, 0, 0);
+        let budget = (iterations / 10).max(3);
+        while measured < iterations {
+            proc::check_interrupted()?;
+            self.rng.shuffle(&mut order);
+            let mut round = Vec::with_capacity(order.len());
+            let mut failed = false;
+            for case in &order {
+                match f(case) {
+                    Ok(m) => round.push((case.name.as_str(), m)),
+                    Err(e) if case.kind.peer() => {
+                        let msg = format!("{label}, round {}: {}: {e:#}", done + 1, case.name);
+                        eprintln!("bench: {msg}; round discarded");
+                        self.failures.push(msg);
+                        failed = true;
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("{label}, round {}", done + 1));
+                    }
                 }
-                Err(e) => return Err(e).with_context(|| format!("{label}, round {}", done + 1)),
             }
-        }
-        proc::reap_zombies();
-        done += 1;
-        if failed {
-            discarded += 1;
-            if discarded > budget {
-                bail!(
-                    "{label}: {discarded} rounds discarded because a peer runtime failed; \
+            proc::reap_zombies();
+            done += 1;
+            if failed {
+                discarded += 1;
+                if discarded > budget {
+                    bail!(
+                        "{label}: {discarded} rounds discarded because a peer runtime failed; \
                      giving up:\n{}",
-                    failures.join("\n")
+                        self.failures.join("\n")
+                    );
+                }
+            } else if done > warmup {
+                measured += 1;
+                for (case, metrics) in round {
+                    for (metric, v) in metrics {
+                        out.entry(metric).or_default().push(case, v);
+                    }
+                }
+            }
+            if done % 10 == 0 || measured == iterations {
+                eprintln!(
+                    "bench: {label}: {measured}/{iterations} measured rounds ({warmup} warm-up, \
+                 {discarded} discarded), {:.0}s, load {}",
+                    t.elapsed().as_secs_f64(),
+                    proc::loadavg()
                 );
             }
-        } else if done > warmup {
-            measured += 1;
-            for (case, metrics) in round {
-                for (metric, v) in metrics {
-                    out.entry(metric).or_default().push(case, v);
-                }
-            }
         }
-        if done % 10 == 0 || measured == iterations {
-            eprintln!(
-                "bench: {label}: {measured}/{iterations} measured rounds ({warmup} warm-up, \
-                 {discarded} discarded), {:.0}s, load {}",
-                t.elapsed().as_secs_f64(),
-                proc::loadavg()
-            );
-        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn take(c: &mut Collected, metric: &str) -> stats::Series {
@@ -651,7 +673,12 @@ fn run(opts: &Opts) -> Result<()> {
             other.display()
         ));
     }
-    let mut rng = Rng(opts.seed | 1);
+    let mut rounds = Rounds {
+        rng: Rng(opts.seed | 1),
+        warmup: opts.warmup,
+        iterations: opts.iterations,
+        failures: Vec::new(),
+    };
 
     // What the clock reads for a process that does nothing: spawn + exit + wait of /bin/true,
     // included in every number below.
@@ -695,28 +722,19 @@ fn run(opts: &Opts) -> Result<()> {
             .push("youki absent: its ratios and targets are null".to_owned());
     }
 
-    let mut failures = Vec::new();
     if opts.phases.iter().any(|p| p == "cycle") {
         let list: Vec<&Case> = cases.iter().collect();
-        let mut c = rounds(
-            "cycle",
-            &mut rng,
-            &list,
-            opts.warmup,
-            opts.iterations,
-            &mut failures,
-            |case| {
-                let s = h.cycle(case, false)?;
-                let mut m = vec![
-                    ("cycle", s.cycle_ms),
-                    ("create", s.create.ms()),
-                    ("start", s.start_ms),
-                    ("delete", s.delete_ms),
-                ];
-                m.extend(s.stage_ms.map(|v| ("stage", v)));
-                Ok(m)
-            },
-        )?;
+        let mut c = rounds.run("cycle", &list, |case| {
+            let s = h.cycle(case, false)?;
+            let mut m = vec![
+                ("cycle", s.cycle_ms),
+                ("create", s.create.ms()),
+                ("start", s.start_ms),
+                ("delete", s.delete_ms),
+            ];
+            m.extend(s.stage_ms.map(|v| ("stage", v)));
+            Ok(m)
+        })?;
         results.cycle = take(&mut c, "cycle");
         results.create = take(&mut c, "create");
         results.start = take(&mut c, "start");
@@ -729,28 +747,20 @@ fn run(opts: &Opts) -> Result<()> {
             .iter()
             .filter(|c| c.kind != Kind::OursPodKubeletFirst)
             .collect();
-        let mut c = rounds(
-            "commands",
-            &mut rng,
-            &list,
-            opts.warmup,
-            opts.iterations,
-            &mut failures,
-            |case| {
-                // Every exec is checked: a kubelet request from one fails the run.
-                let s = h.ops(case)?;
-                let mut m = vec![
-                    ("start", s.start_ms),
-                    ("state", s.state_ms),
-                    ("exec", s.exec_ms),
-                    ("kill", s.kill_ms),
-                    ("delete", s.delete_ms),
-                    ("exec_requests", s.exec_requests as f64),
-                ];
-                m.extend(s.exec_filter_ms.map(|v| ("exec_filter", v)));
-                Ok(m)
-            },
-        )?;
+        let mut c = rounds.run("commands", &list, |case| {
+            // Every exec is checked: a kubelet request from one fails the run.
+            let s = h.ops(case)?;
+            let mut m = vec![
+                ("start", s.start_ms),
+                ("state", s.state_ms),
+                ("exec", s.exec_ms),
+                ("kill", s.kill_ms),
+                ("delete", s.delete_ms),
+                ("exec_requests", s.exec_requests as f64),
+            ];
+            m.extend(s.exec_filter_ms.map(|v| ("exec_filter", v)));
+            Ok(m)
+        })?;
         results.ops_start = take(&mut c, "start");
         results.ops_state = take(&mut c, "state");
         results.exec = take(&mut c, "exec");
@@ -768,15 +778,9 @@ fn run(opts: &Opts) -> Result<()> {
         // Peak RSS of create, apart from the timed rounds (measured through `busybox time`).
         let list: Vec<&Case> = cases.iter().collect();
         let n = if opts.smoke { 1 } else { 5 };
-        let mut c = rounds(
-            "create peak RSS",
-            &mut rng,
-            &list,
-            0,
-            n,
-            &mut failures,
-            |case| Ok(vec![("rss", h.create_rss(case)?)]),
-        )?;
+        let mut c = rounds.run_n("create peak RSS", &list, 0, n, |case| {
+            Ok(vec![("rss", h.create_rss(case)?)])
+        })?;
         results.create_rss_kib = take(&mut c, "rss");
     }
 
@@ -800,34 +804,26 @@ fn run(opts: &Opts) -> Result<()> {
     }
     if !lookups.is_empty() {
         let list: Vec<&Case> = lookups.iter().map(|(c, _)| c).collect();
-        let mut c = rounds(
-            "lookup",
-            &mut rng,
-            &list,
-            opts.warmup,
-            opts.iterations,
-            &mut failures,
-            |case| {
-                let k = &lookups
-                    .iter()
-                    .find(|(c, _)| c.name == case.name)
-                    .context("lookup case")?
-                    .1;
-                let s = h.lookup(case, k)?;
-                Ok(vec![("lookup", s.lookup_ms), ("explain", s.explain_ms)])
-            },
-        )?;
+        let mut c = rounds.run("lookup", &list, |case| {
+            let k = &lookups
+                .iter()
+                .find(|(c, _)| c.name == case.name)
+                .context("lookup case")?
+                .1;
+            let s = h.lookup(case, k)?;
+            Ok(vec![("lookup", s.lookup_ms), ("explain", s.explain_ms)])
+        })?;
         results.lookup = take(&mut c, "lookup");
         results.explain = take(&mut c, "explain");
     }
-    if !failures.is_empty() {
+    if !rounds.failures.is_empty() {
         results.notes.push(format!(
             "{} round(s) discarded because a peer runtime failed: {}",
-            failures.len(),
-            failures.join("; ")
+            rounds.failures.len(),
+            rounds.failures.join("; ")
         ));
     }
-    results.failures = failures;
+    results.failures = rounds.failures;
 
     drop(lookups);
     // Every container and cgroup directory of the run, now: the report says whether it is clean.

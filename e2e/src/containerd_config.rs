@@ -201,16 +201,6 @@ fn handler_snippet(patch: &Path, binary: &Path) -> Result<String> {
 
 /// `<binary> --version`'s first line's last word (`runc version 1.1.5+ds1` → `1.1.5+ds1`).
 pub fn tool_version(binary: &str) -> String {
-    std::process::Command::new(binary)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .and_then(|l| l.split_whitespace().last())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".to_owned())
+    let line = test_support::binaries::version_line(Path::new(binary));
+    line.split_whitespace().last().unwrap_or("?").to_owned()
 }

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use test_support::containerd::{Containerd, ContainerdLine, ContainerdOptions};
 
 use crate::containerd_config::{self, HANDLER, LineConfig, RUNC, RUNC_HANDLER};
-use crate::cri::{self, Cri, PodDecl, ReportedUser, Sandbox};
+use crate::cri::{self, Cri, PodDecl, ReportedUser, Sandbox, short};
 use crate::groups::{self, Identity, show};
 use crate::images::{BYPASS_REF, SETGID_PROBE};
 use crate::pods::PodSource;
@@ -225,16 +225,9 @@ async fn scenario_instance(
     );
     let result = async {
         for (_, image) in &h.images.cri {
-            let path = image.display().to_string();
-            containerd.ctr_ok(&["-n", "k8s.io", "images", "import", &path])?;
+            containerd.import_image("k8s.io", image)?;
         }
-        containerd.ctr_ok(&[
-            "-n",
-            CTR_NAMESPACE,
-            "images",
-            "import",
-            &h.images.bypass.display().to_string(),
-        ])?;
+        containerd.import_image(CTR_NAMESPACE, &h.images.bypass)?;
         let mut cri = Cri::connect(containerd.socket(), Duration::from_secs(20)).await?;
         let cri_version = cri.version().await?;
         let refs: Vec<&str> = h.images.cri.iter().map(|(r, _)| *r).collect();
@@ -948,32 +941,11 @@ impl Suite<'_> {
     /// to the lifecycle row.
     async fn remove_pod(&mut self, sandbox: &str, container: Option<&str>) {
         if let Some(id) = container {
-            if let Err(s) = self.cri.stop_container(id).await {
-                self.cleanup_problems
-                    .push(format!("StopContainer {}: {}", short(id), s.message()));
-            }
-            if let Err(s) = self.cri.remove_container(id).await {
-                self.cleanup_problems.push(format!(
-                    "RemoveContainer {}: {}",
-                    short(id),
-                    s.message()
-                ));
-            }
+            let problems = self.cri.stop_and_remove_container(id).await;
+            self.cleanup_problems.extend(problems);
         }
-        if let Err(s) = self.cri.stop_pod_sandbox(sandbox).await {
-            self.cleanup_problems.push(format!(
-                "StopPodSandbox {}: {}",
-                short(sandbox),
-                s.message()
-            ));
-        }
-        if let Err(s) = self.cri.remove_pod_sandbox(sandbox).await {
-            self.cleanup_problems.push(format!(
-                "RemovePodSandbox {}: {}",
-                short(sandbox),
-                s.message()
-            ));
-        }
+        let problems = self.cri.stop_and_remove_sandbox(sandbox).await;
+        self.cleanup_problems.extend(problems);
         // `sandbox()` listed it for the lifecycle; it is gone already.
         self.sandboxes.retain(|s| s != sandbox);
     }
@@ -1000,20 +972,10 @@ impl Suite<'_> {
             .cloned()
             .collect();
         for id in &containers {
-            if let Err(s) = self.cri.stop_container(id).await {
-                problems.push(format!("StopContainer {}: {}", short(id), s.message()));
-            }
-            if let Err(s) = self.cri.remove_container(id).await {
-                problems.push(format!("RemoveContainer {}: {}", short(id), s.message()));
-            }
+            problems.extend(self.cri.stop_and_remove_container(id).await);
         }
         for id in &sandboxes {
-            if let Err(s) = self.cri.stop_pod_sandbox(id).await {
-                problems.push(format!("StopPodSandbox {}: {}", short(id), s.message()));
-            }
-            if let Err(s) = self.cri.remove_pod_sandbox(id).await {
-                problems.push(format!("RemovePodSandbox {}: {}", short(id), s.message()));
-            }
+            problems.extend(self.cri.stop_and_remove_sandbox(id).await);
         }
         let kept = usize::from(self.left_running.is_some());
         let left_sandboxes = self
@@ -1061,8 +1023,4 @@ impl Suite<'_> {
 /// `probe: rgid=1000 egid=50000 read=ok` → `rgid=1000 egid=50000 read=ok`.
 fn probe_line(line: &str) -> String {
     line.trim_start_matches("probe:").trim().to_owned()
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

@@ -550,6 +550,26 @@ impl Cri {
         Ok(())
     }
 
+    /// StopContainer, then RemoveContainer of `id`: what failed, as `<call> <id>: <message>`.
+    pub async fn stop_and_remove_container(&mut self, id: &str) -> Vec<String> {
+        let stopped = self.stop_container(id).await;
+        let removed = self.remove_container(id).await;
+        failed_calls(
+            id,
+            [("StopContainer", stopped), ("RemoveContainer", removed)],
+        )
+    }
+
+    /// StopPodSandbox, then RemovePodSandbox of `id`: what failed, as `<call> <id>: <message>`.
+    pub async fn stop_and_remove_sandbox(&mut self, id: &str) -> Vec<String> {
+        let stopped = self.stop_pod_sandbox(id).await;
+        let removed = self.remove_pod_sandbox(id).await;
+        failed_calls(
+            id,
+            [("StopPodSandbox", stopped), ("RemovePodSandbox", removed)],
+        )
+    }
+
     /// Ids of every sandbox the runtime knows (for cleanup).
     pub async fn list_sandboxes(&mut self) -> Result<Vec<String>> {
         Ok(self
@@ -575,6 +595,22 @@ impl Cri {
             .map(|c| c.id)
             .collect())
     }
+}
+
+/// `<call> <id>: <message>` of each call that failed.
+fn failed_calls(id: &str, calls: [(&str, Result<(), tonic::Status>); 2]) -> Vec<String> {
+    calls
+        .into_iter()
+        .filter_map(|(call, r)| {
+            r.err()
+                .map(|s| format!("{call} {}: {}", short(id), s.message()))
+        })
+        .collect()
+}
+
+/// The first 12 characters of a sandbox or container id, as crictl shows them.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }
 
 fn namespace_options(pid: NamespaceMode) -> cri::NamespaceOption {

@@ -181,13 +181,7 @@ async fn measure(run: &LineRun<'_>, table: &mut Table) -> Result<String> {
 
     let result = async {
         for image in [&h.images.pause, &h.images.bypass] {
-            containerd.ctr_ok(&[
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                &image.display().to_string(),
-            ])?;
+            containerd.import_image("k8s.io", image)?;
         }
         let mut cri = Cri::connect(containerd.socket(), Duration::from_secs(20)).await?;
         cri.wait_for_images(&[PAUSE_REF, BYPASS_REF], Duration::from_secs(20))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use test_support::containerd::{remove_cgroup_tree, unmount_under};
-use test_support::runtime::Outcome;
+use test_support::process::Outcome;
 
 use crate::containerd_suite::FAIL_CLOSED_TEXT;
 use crate::cri::PodDecl;

@@ -4,13 +4,16 @@
 //! restarts a real service: they pass `--no-restart` or a restart command that only records its
 //! arguments (this machine has no systemd).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const INSTALLER: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-installer");
+use common::{INSTALLER, failed, ok};
+
 fn runtime_binary() -> String {
     test_support::binaries::runtime()
         .expect("the runtime binary")
@@ -75,27 +78,62 @@ impl Node {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Puts the test fixture `name` at `host_path`; returns its bytes.
+    fn put_fixture(&self, host_path: &str, name: &str) -> Vec<u8> {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        self.put(host_path, &bytes);
+        bytes
+    }
+
     fn read(&self, host_path: &str) -> Option<Vec<u8>> {
         std::fs::read(self.on_host(host_path)).ok()
     }
 
-    fn installer(&self, args: &[&str]) -> Output {
+    /// The installer with `args` and this node's `--host-root`, not yet run.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(INSTALLER);
         cmd.args(args).arg("--host-root").arg(self.host());
-        cmd.output().unwrap()
+        cmd
+    }
+
+    fn installer(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// The fake runtime binary (outside the host root).
+    fn runtime(&self) -> PathBuf {
+        self.dir.path().join("runtime")
+    }
+
+    /// `install --no-restart` with the fake runtime, which may fail.
+    fn try_install(&self, extra: &[&str]) -> Output {
+        let runtime = self.runtime().display().to_string();
+        let mut args = vec!["install", "--no-restart", "--runtime-binary", &runtime];
+        args.extend_from_slice(extra);
+        self.installer(&args)
     }
 
     /// `install --no-restart` with the fake runtime; asserts success; returns stdout.
     fn install(&self, extra: &[&str]) -> String {
-        let runtime = self.dir.path().join("runtime");
+        ok(self.try_install(extra))
+    }
+
+    /// An install for containerd with the fake runtime that restarts it with `restart` and
+    /// does not verify the CRI afterwards; not yet run.
+    fn restarting_install(&self, restart: &str, extra: &[&str]) -> Command {
+        let runtime = self.runtime().display().to_string();
         let mut args = vec![
             "install",
-            "--no-restart",
+            "--cri",
+            "containerd",
+            "--no-verify",
             "--runtime-binary",
-            runtime.to_str().unwrap(),
+            &runtime,
+            "--restart-command",
+            restart,
         ];
         args.extend_from_slice(extra);
-        ok(self.installer(&args))
+        self.command(&args)
     }
 
     fn uninstall(&self, extra: &[&str]) -> String {
@@ -127,33 +165,10 @@ impl Node {
     }
 }
 
-#[track_caller]
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "installer failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-#[track_caller]
-fn failed(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "installer should have failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// install → golden; install again → same bytes, nothing changed; uninstall → the node as before.
 fn containerd_round_trip(fixture_name: &str, golden: &str) {
     let node = Node::new();
-    let original = std::fs::read(fixture(fixture_name)).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, fixture_name);
     std::fs::set_permissions(
         node.on_host(CONTAINERD_CONFIG),
         std::fs::Permissions::from_mode(0o600),
@@ -265,10 +280,7 @@ fn containerd_version_3_config() {
     containerd_round_trip("containerd-v3.toml", "containerd-v3.installed.toml");
     // containerd 2.x: the handler lives in a drop-in of ours that config.toml imports.
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-v3.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-v3.toml");
     let out = node.install(&["--cri", "containerd"]);
     assert!(out.contains("assuming the 2.x line"), "{out}");
     let dropin = "/etc/containerd/conf.d/99-strict-supplementalgroups.toml";
@@ -323,13 +335,10 @@ fn containerd_without_config_file() {
 #[test]
 fn crio_dropin_beside_an_existing_config() {
     let node = Node::new();
-    node.put(
-        "/etc/crio/crio.conf",
-        &std::fs::read(fixture("crio/crio.conf")).unwrap(),
-    );
-    node.put(
+    node.put_fixture("/etc/crio/crio.conf", "crio/crio.conf");
+    node.put_fixture(
         "/etc/crio/crio.conf.d/10-crio.conf",
-        &std::fs::read(fixture("crio/crio.conf.d/10-crio.conf")).unwrap(),
+        "crio/crio.conf.d/10-crio.conf",
     );
     let before = node.snapshot();
     let out = node.install(&["--cri", "crio"]);
@@ -426,15 +435,7 @@ fn malformed_toml_is_refused_and_nothing_is_written() {
             })
             .collect();
         let before = node.snapshot();
-        let runtime = node.dir.path().join("runtime");
-        let mut full = vec![
-            "install",
-            "--no-restart",
-            "--runtime-binary",
-            runtime.to_str().unwrap(),
-        ];
-        full.extend(args);
-        let stderr = failed(node.installer(&full));
+        let stderr = failed(node.try_install(&args));
         assert!(stderr.contains(message), "{path}: {stderr}");
         assert_eq!(node.snapshot(), before, "{path}: nothing may be written");
     }
@@ -443,30 +444,13 @@ fn malformed_toml_is_refused_and_nothing_is_written() {
 #[test]
 fn restart_runs_only_when_the_cri_config_changes() {
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-commented.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-commented.toml");
     let log = node.dir.path().join("restarts.log");
     let restart = format!(
         "/bin/sh -c 'echo \"$0 $1\" >> {}' restart {{unit}}",
         log.display()
     );
-    let runtime = node.dir.path().join("runtime");
-    let install = |extra: &[&str]| {
-        let mut args = vec![
-            "install",
-            "--cri",
-            "containerd",
-            "--no-verify",
-            "--runtime-binary",
-            runtime.to_str().unwrap(),
-            "--restart-command",
-            &restart,
-        ];
-        args.extend_from_slice(extra);
-        ok(node.installer(&args))
-    };
+    let install = |extra: &[&str]| ok(node.restarting_install(&restart, extra).output().unwrap());
     let restarts = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let out = install(&[]);
@@ -482,7 +466,7 @@ fn restart_runs_only_when_the_cri_config_changes() {
     assert_eq!(restarts(), "restart containerd\n");
 
     // A new binary needs no restart: the shim runs the binary afresh for every container.
-    std::fs::write(&runtime, b"#!/bin/sh\necho fake runtime v2\n").unwrap();
+    std::fs::write(node.runtime(), b"#!/bin/sh\necho fake runtime v2\n").unwrap();
     let out = install(&[]);
     assert!(out.contains(&format!("updated {BINARY}")), "{out}");
     assert!(out.contains("containerd not restarted"), "{out}");
@@ -506,21 +490,12 @@ fn restart_runs_only_when_the_cri_config_changes() {
 #[test]
 fn a_failed_restart_rolls_the_cri_config_back() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
-    let runtime = node.dir.path().join("runtime");
-    let base = [
-        "install",
-        "--cri",
-        "containerd",
-        "--no-verify",
-        "--runtime-binary",
-        runtime.to_str().unwrap(),
-        "--restart-command",
-    ];
-    let mut args = base.to_vec();
-    args.push("/bin/false {unit}");
-    let stderr = failed(node.installer(&args));
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
+    let stderr = failed(
+        node.restarting_install("/bin/false {unit}", &[])
+            .output()
+            .unwrap(),
+    );
     assert!(stderr.contains("restarting containerd failed"), "{stderr}");
     assert!(stderr.contains("ROLLBACK FAILED"), "{stderr}");
     // Never half-installed: containerd's config is what it was.
@@ -528,9 +503,10 @@ fn a_failed_restart_rolls_the_cri_config_back() {
     let record = String::from_utf8(node.read(RECORD).unwrap()).unwrap();
     assert!(record.contains("\"restart-pending\": true"), "{record}");
 
-    let mut args = base.to_vec();
-    args.push("/bin/true {unit}");
-    let out = ok(node.installer(&args));
+    let out = ok(node
+        .restarting_install("/bin/true {unit}", &[])
+        .output()
+        .unwrap());
     assert!(
         out.contains(&format!("updated {CONTAINERD_CONFIG}")),
         "{out}"
@@ -543,8 +519,7 @@ fn a_failed_restart_rolls_the_cri_config_back() {
 #[test]
 fn uninstall_keeps_edits_made_after_install() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-commented.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-commented.toml");
     node.install(&["--cri", "containerd"]);
     let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
     edited.extend_from_slice(b"\n# OPS-1500: debug logging\n[debug]\n  level = \"debug\"\n");
@@ -628,10 +603,7 @@ fn runtime_config_and_names_are_configurable_and_restored() {
 #[test]
 fn dry_run_changes_nothing() {
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let before = node.snapshot();
     let out = node.install(&["--cri", "containerd", "--dry-run"]);
     assert!(
@@ -656,13 +628,7 @@ fn auto_detects_the_cri_by_its_socket() {
     assert!(out.contains("install for containerd"), "{out}");
 
     let none = Node::new();
-    let runtime = none.dir.path().join("runtime");
-    let stderr = failed(none.installer(&[
-        "install",
-        "--no-restart",
-        "--runtime-binary",
-        runtime.to_str().unwrap(),
-    ]));
+    let stderr = failed(none.try_install(&[]));
     assert!(
         stderr.contains("pass --cri containerd or --cri crio"),
         "{stderr}"
@@ -678,15 +644,7 @@ fn refuses_bad_handler_names_and_symlinked_configs() {
     node.put("/elsewhere/config.toml", b"version = 2\n");
     std::fs::create_dir_all(node.on_host("/etc/containerd")).unwrap();
     std::os::unix::fs::symlink("/elsewhere/config.toml", node.on_host(CONTAINERD_CONFIG)).unwrap();
-    let runtime = node.dir.path().join("runtime");
-    let stderr = failed(node.installer(&[
-        "install",
-        "--cri",
-        "containerd",
-        "--no-restart",
-        "--runtime-binary",
-        runtime.to_str().unwrap(),
-    ]));
+    let stderr = failed(node.try_install(&["--cri", "containerd"]));
     assert!(stderr.contains("is a symlink"), "{stderr}");
     assert!(node.read(BINARY).is_none());
 }
@@ -729,10 +687,9 @@ fn daemonset_args(node: &Node, ready: &Path) -> Vec<String> {
             _ => arg.to_owned(),
         });
     }
-    let runtime = node.dir.path().join("runtime");
     args.extend([
         "--no-restart".to_owned(),
-        format!("--runtime-binary={}", runtime.display()),
+        format!("--runtime-binary={}", node.runtime().display()),
     ]);
     args
 }
@@ -744,8 +701,7 @@ fn daemonset_args(node: &Node, ready: &Path) -> Vec<String> {
 #[test]
 fn a_sigterm_to_the_daemonset_pod_changes_nothing() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let ready = node.dir.path().join("ready");
     let stdout_path = node.dir.path().join("stdout");
     let args = daemonset_args(&node, &ready);
@@ -807,24 +763,14 @@ fn a_sigterm_to_the_daemonset_pod_changes_nothing() {
 #[test]
 fn two_installers_on_one_node_take_turns() {
     let node = Node::new();
-    node.put(
-        CONTAINERD_CONFIG,
-        &std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap(),
-    );
+    node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     let marks = node.dir.path().join("marks");
     let restart = format!(
         "/bin/sh -c 'echo started >> {m}; sleep 2; echo ended >> {m}' restart {{unit}}",
         m = marks.display()
     );
-    let runtime = node.dir.path().join("runtime");
-    let first = Command::new(INSTALLER)
-        .args(["install", "--cri", "containerd", "--no-verify"])
-        .arg("--runtime-binary")
-        .arg(&runtime)
-        .arg("--restart-command")
-        .arg(&restart)
-        .arg("--host-root")
-        .arg(node.host())
+    let first = node
+        .restarting_install(&restart, &[])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -856,8 +802,7 @@ fn two_installers_on_one_node_take_turns() {
 #[test]
 fn uninstall_keeps_a_runtime_added_after_install() {
     let node = Node::new();
-    let original = std::fs::read(fixture("containerd-1.6.20-default.toml")).unwrap();
-    node.put(CONTAINERD_CONFIG, &original);
+    let original = node.put_fixture(CONTAINERD_CONFIG, "containerd-1.6.20-default.toml");
     node.install(&["--cri", "containerd"]);
     let mut edited = node.read(CONTAINERD_CONFIG).unwrap();
     edited.extend_from_slice(
@@ -892,21 +837,11 @@ fn runtime_config_is_validated_and_a_change_restarts_nothing() {
     let log = node.dir.path().join("restarts.log");
     let restart = format!("/bin/sh -c 'echo restart >> {}'", log.display());
     let config = node.dir.path().join("config.toml");
-    let runtime = node.dir.path().join("runtime");
     let install = |config_text: &str| {
         std::fs::write(&config, config_text).unwrap();
-        node.installer(&[
-            "install",
-            "--cri",
-            "containerd",
-            "--no-verify",
-            "--runtime-binary",
-            runtime.to_str().unwrap(),
-            "--runtime-config",
-            config.to_str().unwrap(),
-            "--restart-command",
-            &restart,
-        ])
+        node.restarting_install(&restart, &["--runtime-config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
     };
     ok(install("pod-groups-source = \"kubelet\"\n"));
     let restarts = || {

@@ -15,6 +15,8 @@
 //! edits): the launcher's isolation (own root, state, sockets, runc roots), the pause image and
 //! `restrict_oom_score_adj` (this machine's root lacks CAP_SYS_RESOURCE).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use common::{INSTALLER, ok};
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use test_support::containerd::{Containerd, ContainerdLine, ContainerdOptions, merge_config};
 use test_support::oci_image::ImageSpec;
 use test_support::restart_hook::RestartHook;
+use test_support::skip::skip;
 
-const INSTALLER: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-installer");
 const HANDLER: &str = "strict-supplementalgroups";
 const PAUSE: &str = "docker.io/strict-sg-installer/pause:test";
 const APP: &str = "docker.io/strict-sg-installer/app:test";
@@ -55,21 +58,13 @@ enum Fixture {
     Imports,
 }
 
-fn skip_or_fail(why: &str) -> bool {
-    assert!(
-        std::env::var_os("STRICT_SG_NO_SKIP").is_none(),
-        "STRICT_SG_NO_SKIP is set, but {why}"
-    );
-    eprintln!("skipping: {why}");
-    true
-}
-
 fn prerequisites() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        return !skip_or_fail("this test needs root");
+    if !test_support::skip::unless_root() {
+        return false;
     }
     if let Err(e) = test_support::rootfs::require_busybox() {
-        return !skip_or_fail(&format!("{e:#}"));
+        skip(&format!("{e:#}"));
+        return false;
     }
     test_support::process::become_subreaper().unwrap();
     true
@@ -295,18 +290,6 @@ fn start(line: ContainerdLine, dir: &Path, cgroup: &str, sabotage: bool) -> Resu
     Ok(containerd)
 }
 
-#[track_caller]
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "installer failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 async fn connect(socket: &Path) -> Result<RuntimeServiceClient<tonic::transport::Channel>> {
     let path = socket.to_path_buf();
     let channel = tonic::transport::Endpoint::try_from("http://localhost")?
@@ -448,13 +431,7 @@ fn import_images(node: &Node, images: &Images) -> Result<()> {
     let slot = node.containerd.lock().unwrap();
     let containerd = slot.as_ref().context("containerd is not running")?;
     for image in [&images.pause, &images.app] {
-        containerd.ctr_ok(&[
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            &image.display().to_string(),
-        ])?;
+        containerd.import_image("k8s.io", image)?;
     }
     Ok(())
 }
@@ -563,7 +540,7 @@ fn each_line(fixtures: &[Fixture]) {
     let mut ran = Vec::new();
     for line in ContainerdLine::ALL {
         if let Err(err) = line.check_installed() {
-            skip_or_fail(&format!("{err:#}"));
+            skip(&format!("{err:#}"));
             continue;
         }
         let version = line.version().unwrap();
@@ -608,7 +585,7 @@ fn a_cri_that_does_not_come_back_is_rolled_back() {
     }
     let line = ContainerdLine::V1_6;
     if let Err(err) = line.check_installed() {
-        skip_or_fail(&format!("{err:#}"));
+        skip(&format!("{err:#}"));
         return;
     }
     let node = Node::new(line, Fixture::DebianPackaged).unwrap();

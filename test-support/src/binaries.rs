@@ -1,7 +1,8 @@
 //! The workspace's binaries, for tests of another package (cargo sets `CARGO_BIN_EXE_*` only
 //! for a package's own binaries).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use anyhow::{Result, bail};
 
@@ -27,4 +28,21 @@ pub fn runtime() -> Result<PathBuf> {
             exe.display()
         ),
     }
+}
+
+/// The first line `<binary> --version` prints (`runc version 1.1.5+ds1`), or `?`.
+pub fn version_line(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "?".to_owned())
 }

@@ -279,56 +279,37 @@ impl TestPki {
             .context("kubeconfig path has no parent directory")?;
         let files = self.write_files(&dir.join("pki"))?;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        let mut cluster = format!("    server: {server_url}\n");
-        let mut user = String::new();
-        match style {
-            KubeconfigStyle::InlineData => {
-                let _ = writeln!(
-                    cluster,
-                    "    certificate-authority-data: {}",
+        let ca_file = format!("    certificate-authority: {}\n", files.ca_cert.display());
+        let (ca, user) = match style {
+            KubeconfigStyle::InlineData => (
+                format!(
+                    "    certificate-authority-data: {}\n",
                     b64(&self.ca.cert_pem)
-                );
-                let _ = writeln!(
-                    user,
-                    "    client-certificate-data: {}\n    client-key-data: {}",
+                ),
+                format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
                     b64(&self.client.cert_pem),
                     b64(&self.client.key_pem(KeyFormat::Traditional))
-                );
-            }
-            KubeconfigStyle::FilePaths => {
-                let _ = writeln!(
-                    cluster,
-                    "    certificate-authority: {}",
-                    files.ca_cert.display()
-                );
-                let _ = writeln!(
-                    user,
-                    "    client-certificate: {}\n    client-key: {}",
+                ),
+            ),
+            KubeconfigStyle::FilePaths => (
+                ca_file,
+                format!(
+                    "    client-certificate: {}\n    client-key: {}\n",
                     files.client_cert.display(),
                     files.client_key.display()
-                );
-            }
-            KubeconfigStyle::CombinedFile => {
-                let _ = writeln!(
-                    cluster,
-                    "    certificate-authority: {}",
-                    files.ca_cert.display()
-                );
-                let _ = writeln!(
-                    user,
-                    "    client-certificate: {0}\n    client-key: {0}",
+                ),
+            ),
+            KubeconfigStyle::CombinedFile => (
+                ca_file,
+                format!(
+                    "    client-certificate: {0}\n    client-key: {0}\n",
                     files.client_combined.display()
-                );
-            }
-            KubeconfigStyle::NoClientCert => {
-                let _ = writeln!(
-                    cluster,
-                    "    certificate-authority: {}",
-                    files.ca_cert.display()
-                );
-                user.push_str("    {}\n");
-            }
-        }
+                ),
+            ),
+            KubeconfigStyle::NoClientCert => (ca_file, "    {}\n".to_owned()),
+        };
+        let cluster = format!("    server: {server_url}\n{ca}");
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n{cluster}  name: default-cluster\n\
              contexts:\n- context:\n    cluster: default-cluster\n    namespace: default\n    \

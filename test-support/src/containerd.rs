@@ -7,7 +7,7 @@
 //! use test_support::containerd::{Containerd, ContainerdOptions};
 //! let config = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n";
 //! let containerd = Containerd::start(ContainerdOptions::new(config))?;
-//! containerd.ctr_ok(&["-n", "k8s.io", "images", "import", "/tmp/image.tar"])?;
+//! containerd.import_image("k8s.io", std::path::Path::new("/tmp/image.tar"))?;
 //! println!("CRI endpoint: {}", containerd.socket().display());
 //! containerd.stop()?; // or just drop it
 //! # Ok(()) }
@@ -48,7 +48,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use toml_edit::{DocumentMut, Item, Table, value};
 
-use crate::runtime::Outcome;
+use crate::process::{Outcome, run_to_end};
 
 /// The CRI plugin's table in a version 2 config (in version 3 it keeps only the gRPC service's
 /// settings: the stream server, ...).
@@ -387,40 +387,9 @@ impl Containerd {
     /// [`Containerd::ctr`] with another deadline; ctr is killed when it passes, and that is an
     /// error.
     pub fn ctr_with_timeout(&self, args: &[&str], timeout: Duration) -> Result<Outcome> {
-        let out = tempfile::NamedTempFile::new()?;
-        let err = tempfile::NamedTempFile::new()?;
-        let mut child = Command::new(&self.ctr_binary)
-            .arg("--address")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.reopen()?)
-            .stderr(err.reopen()?)
-            .spawn()
-            .with_context(|| format!("running {} {args:?}", self.ctr_binary.display()))?;
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "ctr {} did not finish within {timeout:?}; stderr: {}",
-                    args.join(" "),
-                    std::fs::read_to_string(err.path())
-                        .unwrap_or_default()
-                        .trim()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        Ok(Outcome {
-            code: status.code(),
-            stdout: std::fs::read_to_string(out.path())?,
-            stderr: std::fs::read_to_string(err.path())?,
-        })
+        let mut cmd = Command::new(&self.ctr_binary);
+        cmd.arg("--address").arg(&self.socket).args(args);
+        run_to_end(&mut cmd, Stdio::null(), Some(timeout))
     }
 
     /// Like [`Containerd::ctr`], failing with ctr's stderr unless it exits 0; returns stdout.
@@ -436,6 +405,13 @@ impl Containerd {
             );
         }
         Ok(out.stdout)
+    }
+
+    /// `ctr -n <namespace> images import <archive>`, failing with ctr's stderr.
+    pub fn import_image(&self, namespace: &str, archive: &Path) -> Result<()> {
+        let archive = archive.display().to_string();
+        self.ctr_ok(&["-n", namespace, "images", "import", &archive])
+            .map(drop)
     }
 
     /// The last `lines` lines of containerd's log.
@@ -679,10 +655,7 @@ fn stop_process_group(mut child: Child, pgid: i32) -> Result<()> {
     let pg = Pid::from_raw(pgid);
     if matches!(child.try_wait(), Ok(None)) {
         let _ = killpg(pg, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let _ = crate::process::wait_until(&mut child, Duration::from_secs(5));
     }
     // Whatever is left in the group (containerd, or helpers it started) goes now.
     let _ = killpg(pg, Signal::SIGKILL);
@@ -692,37 +665,20 @@ fn stop_process_group(mut child: Child, pgid: i32) -> Result<()> {
 
 /// Every process: (pid, ppid, argv).
 fn processes() -> Vec<(i32, i32, Vec<String>)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((pid, ppid, argv));
-    }
-    out
+    crate::process::all_processes()
+        .into_iter()
+        .map(|p| {
+            let argv = std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .map(|b| {
+                    b.split(|c| *c == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (p.pid, p.ppid, argv)
+        })
+        .collect()
 }
 
 /// Kills every shim serving `socket`, and everything below them (containers, execs).

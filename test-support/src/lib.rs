@@ -13,3 +13,4 @@ pub mod process;
 pub mod restart_hook;
 pub mod rootfs;
 pub mod runtime;
+pub mod skip;

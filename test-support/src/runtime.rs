@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+
+use crate::process::Outcome;
 
 /// Where the runtime binary under test is. Integration tests pass
 /// `env!("CARGO_BIN_EXE_strict-supplementalgroups-container-runtime")`.
@@ -23,33 +25,6 @@ pub struct Runtime {
     /// Supplementary groups the runtime process starts with (a caller that has some, such as a
     /// shim started from a root shell); `None` inherits the test's.
     pub caller_groups: Option<Vec<u32>>,
-}
-
-/// What one call printed and how it exited.
-#[derive(Debug)]
-pub struct Outcome {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Outcome {
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// Panics with everything the runtime said; for test assertions.
-    #[track_caller]
-    pub fn expect_ok(self, what: &str) -> Self {
-        assert!(
-            self.success(),
-            "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
 }
 
 impl Runtime {
@@ -115,14 +90,8 @@ impl Runtime {
     }
 
     fn call(&self, args: &[&str], stdin: Stdio, limit: Option<Duration>) -> Result<Outcome> {
-        let out = tempfile::NamedTempFile::new()?;
-        let err = tempfile::NamedTempFile::new()?;
         let mut cmd = Command::new(&self.binary);
-        cmd.args(self.global_args())
-            .args(args)
-            .stdin(stdin)
-            .stdout(out.reopen()?)
-            .stderr(err.reopen()?);
+        cmd.args(self.global_args()).args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -141,29 +110,7 @@ impl Runtime {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("running {} {args:?}", self.binary.display()))?;
-        let deadline = limit.map(|limit| (Instant::now() + limit, limit));
-        let status = loop {
-            let Some((at, limit)) = deadline else {
-                break child.wait()?;
-            };
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= at {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!("{args:?} still running after {limit:?}: killed");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        Ok(Outcome {
-            code: status.code(),
-            stdout: std::fs::read_to_string(out.path())?,
-            stderr: std::fs::read_to_string(err.path())?,
-        })
+        crate::process::run_to_end(&mut cmd, stdin, limit)
     }
 
     /// `state <id>` parsed.

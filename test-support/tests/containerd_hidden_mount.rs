@@ -10,6 +10,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use test_support::containerd::{
     CRI_PLUGIN, Containerd, ContainerdOptions, remove_under_hidden_mounts,
 };
+use test_support::skip;
 
 fn mount_points(pid: &str) -> Vec<String> {
     std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
@@ -30,20 +31,11 @@ impl Drop for TmpfsOver<'_> {
 
 #[test]
 fn containerd_runs_without_the_hidden_mount_and_what_lies_under_it_can_be_removed() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var_os("STRICT_SG_NO_SKIP").is_none(),
-            "STRICT_SG_NO_SKIP is set, but this test needs root"
-        );
-        eprintln!("skipping: needs root");
+    if !skip::unless_root() {
         return;
     }
     if !Path::new("/usr/bin/containerd").is_file() {
-        assert!(
-            std::env::var_os("STRICT_SG_NO_SKIP").is_none(),
-            "STRICT_SG_NO_SKIP is set, but /usr/bin/containerd is missing (apt-get install containerd)"
-        );
-        eprintln!("skipping: needs containerd");
+        skip::skip("/usr/bin/containerd is missing (apt-get install containerd)");
         return;
     }
     test_support::process::become_subreaper().unwrap();

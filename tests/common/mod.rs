@@ -1,7 +1,11 @@
 //! Shared setup of the runtime integration tests: a temp dir per test with its own state root,
 //! log file and busybox bundles; the runtime driven exactly as the containerd shim does.
+//! `kubelet` holds the kubelet/API-server stand-in of a node, for the tests of the HTTP sources
+//! in-process and for runtimes that ask it.
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod kubelet;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -11,12 +15,15 @@ use serde_json::Value;
 use test_support::fixtures::{
     Adapt, TestPod, adapt, containerd_fixture, load_json, pod_list, write_file_source_config,
 };
-use test_support::process;
+use test_support::process::{self, Outcome};
 use test_support::rootfs::{Bundle, minimal_config};
-use test_support::runtime::Runtime;
+use test_support::runtime::{Runtime, last_error_msg};
 
 /// The environment variable naming the runtime's config file.
-pub const CONFIG_ENV: &str = "STRICT_SUPPLEMENTALGROUPS_CONFIG";
+pub use strict_supplementalgroups::config::CONFIG_ENV;
+
+/// The name of the record a create leaves beside the container's state.
+pub const RECORD_FILE: &str = "strict-supplementalgroups.json";
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_strict-supplementalgroups-container-runtime");
 
@@ -25,23 +32,13 @@ static SUBREAPER: Once = Once::new();
 /// Skips (with a message) when not root: these tests create real containers. Under
 /// `STRICT_SG_NO_SKIP=1` (CI) a test that would skip fails instead.
 pub fn require_root() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        skip("creating containers needs root");
+    if !test_support::skip::unless_root() {
         return false;
     }
     SUBREAPER.call_once(|| {
         process::become_subreaper().expect("becoming a subreaper");
     });
     true
-}
-
-/// Reports a skipped test, or fails it where nothing may be skipped (`STRICT_SG_NO_SKIP=1`).
-pub fn skip(why: &str) {
-    assert!(
-        std::env::var_os("STRICT_SG_NO_SKIP").is_none(),
-        "STRICT_SG_NO_SKIP is set, but this test would skip: {why}"
-    );
-    eprintln!("skipping: {why}");
 }
 
 pub struct TestEnv {
@@ -73,15 +70,51 @@ impl TestEnv {
     /// An environment whose runtime reads `pods` from a pods file (the `file` source), with
     /// `extra` appended to its config.
     pub fn with_pods(name: &str, pods: &[TestPod<'_>], extra_config: &str) -> Self {
-        let mut env = Self::new(name);
+        let env = Self::new(name);
         env.write_pods(pods);
         let config =
             write_file_source_config(env.path(), &env.pods_file(), extra_config).expect("config");
-        env.runtime = env
+        env.with_config_file(&config)
+    }
+
+    /// An environment whose runtime asks a kubelet stand-in (the `kubelet` source) holding 100
+    /// filler pods and `pods`, through a kubeconfig like a bootstrapped node's
+    /// (kubelet-client-current.pem), with `extra` appended to its config.
+    pub fn with_kubelet(name: &str, pods: Vec<Value>, extra_config: &str) -> (Self, kubelet::Node) {
+        use test_support::certs::KubeconfigStyle;
+        use test_support::kubelet::{Behaviour, filler_pods, pod_list};
+        let env = Self::new(name);
+        let node = kubelet::Node::start(
+            Behaviour::Serve,
+            kubelet::ApiServer::Elsewhere,
+            KubeconfigStyle::CombinedFile,
+        );
+        let mut items = filler_pods(100);
+        items.extend(pods);
+        node.kubelet.set_pods(pod_list(items));
+        let config = env.path().join("runtime-config.toml");
+        std::fs::write(&config, node.runtime_config(extra_config)).expect("writing config");
+        (env.with_config_file(&config), node)
+    }
+
+    /// Points the runtime at the config file `path` (it reads it on every call).
+    fn with_config_file(mut self, path: &Path) -> Self {
+        self.runtime = self
             .runtime
             .clone()
-            .with_env(CONFIG_ENV, config.display().to_string());
-        env
+            .with_env(CONFIG_ENV, path.display().to_string());
+        self
+    }
+
+    /// The runtime's config file (of [`TestEnv::with_pods`] or [`TestEnv::with_kubelet`]).
+    pub fn config_file(&self) -> PathBuf {
+        let (_, path) = self
+            .runtime
+            .env
+            .iter()
+            .find(|(k, _)| k == CONFIG_ENV)
+            .expect("environment with a config file");
+        PathBuf::from(path)
     }
 
     /// The pods file of [`TestEnv::with_pods`].
@@ -100,13 +133,7 @@ impl TestEnv {
 
     /// Replaces the runtime's config file (same path, read on every runtime call).
     pub fn write_config(&self, text: &str) {
-        let (_, path) = self
-            .runtime
-            .env
-            .iter()
-            .find(|(k, _)| k == CONFIG_ENV)
-            .expect("environment with a config file");
-        std::fs::write(path, text).expect("writing config");
+        std::fs::write(self.config_file(), text).expect("writing config");
     }
 
     pub fn path(&self) -> &Path {
@@ -135,19 +162,29 @@ impl TestEnv {
         self.bundle_with(id, &spec)
     }
 
-    /// `exec --detach --pid-file … <extra> ID <args>`; returns the exec'd process's pid.
+    /// `exec <extra> --detach --pid-file P ID <args>` (with `--process F` as `extra`, the
+    /// shim's call); returns the exec'd process's pid.
     pub fn exec_detached(&self, id: &str, extra: &[&str], args: &[&str]) -> i32 {
         let pid_file = self.path().join(format!("exec-{id}-{}.pid", unique()));
-        let p = pid_file.display().to_string();
-        let mut all = vec!["exec", "--detach", "--pid-file", &p];
-        all.extend_from_slice(extra);
-        all.push(id);
-        all.extend_from_slice(args);
-        self.runtime
-            .run(&all)
-            .expect("running exec")
+        self.try_exec_detached(id, extra, &pid_file, args)
             .expect_ok("exec --detach");
         process::read_pid_file(&pid_file).expect("exec pid file")
+    }
+
+    /// [`TestEnv::exec_detached`] with the pid file `pid_file`, which may fail: its outcome.
+    pub fn try_exec_detached(
+        &self,
+        id: &str,
+        extra: &[&str],
+        pid_file: &Path,
+        args: &[&str],
+    ) -> Outcome {
+        let p = pid_file.display().to_string();
+        let mut all = vec!["exec"];
+        all.extend_from_slice(extra);
+        all.extend(["--detach", "--pid-file", &p, id]);
+        all.extend_from_slice(args);
+        self.runtime.run(&all).expect("running exec")
     }
 
     /// The groups of a process exec'd with `extra` (e.g. `--process F`, `--user 1000`) into a
@@ -166,9 +203,27 @@ impl TestEnv {
 
     /// A process file for exec: `user` and `args` on top of a captured containerd exec process.
     pub fn process_file(&self, name: &str, user: Value, args: &[&str]) -> PathBuf {
-        let mut p =
-            load_json(&containerd_fixture("exec-bypass-pod.process.json")).expect("exec fixture");
-        p["user"] = user;
+        let fixture = containerd_fixture("exec-bypass-pod.process.json");
+        self.write_process(name, &fixture, args, Some(user))
+    }
+
+    /// A process file for exec: a captured exec process (`fixture`, its gids as the CRI sent
+    /// them) running `args`.
+    pub fn captured_process(&self, name: &str, fixture: &Path, args: &[&str]) -> PathBuf {
+        self.write_process(name, fixture, args, None)
+    }
+
+    fn write_process(
+        &self,
+        name: &str,
+        fixture: &Path,
+        args: &[&str],
+        user: Option<Value>,
+    ) -> PathBuf {
+        let mut p = load_json(fixture).expect("exec fixture");
+        if let Some(user) = user {
+            p["user"] = user;
+        }
         p["args"] = serde_json::json!(args);
         p["terminal"] = Value::Bool(false);
         let path = self.path().join(name);
@@ -181,10 +236,15 @@ impl TestEnv {
         format!("/strict-sg-tests/{}-{}-{id}", self.name, std::process::id())
     }
 
+    /// A minimal spec running `args` as `user` (uid, gid, additionalGids), in this test's
+    /// cgroup for `id`.
+    pub fn config(&self, id: &str, args: &[&str], user: (u32, u32, &[u32])) -> Value {
+        minimal_config(args, user.0, user.1, user.2, &self.cgroup(id))
+    }
+
     /// A busybox bundle with a minimal spec.
     pub fn bundle(&self, id: &str, args: &[&str], user: (u32, u32, &[u32])) -> Bundle {
-        let config = minimal_config(args, user.0, user.1, user.2, &self.cgroup(id));
-        Bundle::create(self.path(), id, &config).expect("bundle")
+        self.bundle_with(id, &self.config(id, args, user))
     }
 
     /// A busybox bundle around an arbitrary spec.
@@ -196,21 +256,158 @@ impl TestEnv {
         self.path().join(format!("{id}.pid"))
     }
 
-    /// `create --bundle B --pid-file P ID` as the shim does; returns the init pid.
+    /// `create --bundle B --pid-file P <extra> ID` as the shim does; returns the init pid.
     pub fn create(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> i32 {
+        self.with_pid_file("create", bundle, id, extra)
+    }
+
+    /// [`TestEnv::create`] with the captured variant pod's flags (tty, a rootfs of its own):
+    /// `--console-socket S --no-pivot --no-new-keyring`; S must be accepting.
+    pub fn create_with_console(&self, bundle: &Bundle, id: &str, socket: &Path) -> i32 {
+        let socket = socket.display().to_string();
+        let flags = [
+            "--console-socket",
+            &socket,
+            "--no-pivot",
+            "--no-new-keyring",
+        ];
+        self.create(bundle, id, &flags)
+    }
+
+    /// `run --bundle B --pid-file P <extra> ID` with `--detach` (or `-d`) in `extra`; returns
+    /// the init pid.
+    pub fn run_detached(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> i32 {
+        self.with_pid_file("run", bundle, id, extra)
+    }
+
+    /// `<command> --bundle B --pid-file P <extra> ID`, which must succeed; the pid it wrote.
+    fn with_pid_file(&self, command: &str, bundle: &Bundle, id: &str, extra: &[&str]) -> i32 {
         let pid_file = self.pid_file(id);
-        let b = bundle.dir.display().to_string();
         let p = pid_file.display().to_string();
-        let mut args = vec!["create", "--bundle", &b, "--pid-file", &p];
+        let mut args = vec!["--pid-file", &p];
+        args.extend_from_slice(extra);
+        self.in_bundle(command, bundle, id, &args)
+            .expect_ok(command);
+        process::read_pid_file(&pid_file).expect("pid file")
+    }
+
+    /// `<command> --bundle B <extra> ID`, run in the bundle as the shim runs the runtime.
+    fn in_bundle(&self, command: &str, bundle: &Bundle, id: &str, extra: &[&str]) -> Outcome {
+        let b = bundle.dir.display().to_string();
+        let mut args = vec![command, "--bundle", &b];
         args.extend_from_slice(extra);
         args.push(id);
         self.runtime
             .clone()
             .with_cwd(&bundle.dir)
             .run(&args)
-            .expect("running create")
-            .expect_ok("create");
-        process::read_pid_file(&pid_file).expect("pid file")
+            .unwrap_or_else(|e| panic!("running {command}: {e:#}"))
+    }
+
+    /// `start ID`.
+    pub fn start(&self, id: &str) {
+        self.runtime
+            .run(&["start", id])
+            .expect("running start")
+            .expect_ok(&format!("start {id}"));
+    }
+
+    /// [`TestEnv::create`], then [`TestEnv::start`]; returns the init pid.
+    pub fn create_and_start(&self, bundle: &Bundle, id: &str) -> i32 {
+        let pid = self.create(bundle, id, &[]);
+        self.start(id);
+        pid
+    }
+
+    /// `create --bundle B <extra> ID` as the shim calls it, which must fail: asserts that it
+    /// does, that config.json is byte for byte what it was and that no container is left.
+    /// The runtime's last error line is [`TestEnv::last_error`].
+    pub fn create_refused(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> Outcome {
+        let before = std::fs::read(bundle.config_path()).expect("reading config.json");
+        let out = self.in_bundle("create", bundle, id, extra);
+        assert!(!out.success(), "{id}: create must fail: {out:?}");
+        assert_eq!(
+            std::fs::read(bundle.config_path()).expect("reading config.json"),
+            before,
+            "{id}: a refused create must leave config.json untouched"
+        );
+        assert!(!self.root.join(id).exists(), "{id}: no container left");
+        out
+    }
+
+    /// `explain --format json --bundle B`, parsed.
+    pub fn explain_json(&self, bundle: &Bundle) -> Value {
+        let out = self
+            .runtime
+            .run(&[
+                "explain",
+                "--format",
+                "json",
+                "--bundle",
+                &bundle.dir.display().to_string(),
+            ])
+            .expect("running explain")
+            .expect_ok("explain --format json");
+        serde_json::from_str(&out.stdout).expect("explain's JSON")
+    }
+
+    /// `explain --bundle B`: the text report.
+    pub fn explain_text(&self, bundle: &Bundle) -> String {
+        self.runtime
+            .run(&["explain", "--bundle", &bundle.dir.display().to_string()])
+            .expect("running explain")
+            .expect_ok("explain")
+            .stdout
+    }
+
+    /// The sandbox of a captured pod, created and started; its id is its own sandbox-id
+    /// annotation. Asserts that its config.json is not touched. Returns (id, init pid).
+    pub fn start_sandbox(&self, fixture: &str) -> (String, i32) {
+        let spec = load_json(&containerd_fixture(fixture)).expect("fixture");
+        let id = spec["annotations"]["io.kubernetes.cri.sandbox-id"]
+            .as_str()
+            .expect("a sandbox-id annotation")
+            .to_owned();
+        let bundle = self.fixture_bundle(fixture, &id, None);
+        let before = std::fs::read(bundle.config_path()).expect("reading config.json");
+        let pid = self.create_and_start(&bundle, &id);
+        assert_eq!(
+            std::fs::read(bundle.config_path()).expect("reading config.json"),
+            before,
+            "a sandbox's config.json is never touched"
+        );
+        (id, pid)
+    }
+
+    /// The shim's teardown of one container: `kill ID 9`, its init reaped, `delete --force ID`.
+    pub fn kill_and_delete(&self, id: &str, pid: i32) {
+        self.runtime
+            .run(&["kill", id, "9"])
+            .expect("running kill")
+            .expect_ok("kill");
+        process::wait_gone(pid, Duration::from_secs(5)).expect("the init exits");
+        self.runtime
+            .run(&["delete", "--force", id])
+            .expect("running delete")
+            .expect_ok("delete --force");
+    }
+
+    /// The record a create wrote beside the container's state.
+    pub fn record(&self, id: &str) -> PathBuf {
+        self.root.join(id).join(RECORD_FILE)
+    }
+
+    /// The pod-groups cache entry of the pod with uid `uid`.
+    pub fn cache_entry(&self, uid: &str) -> PathBuf {
+        self.root
+            .join(strict_supplementalgroups::podgroups::cache::CACHE_DIR)
+            .join(format!("{uid}.json"))
+    }
+
+    /// The `msg` of the last `error` line of the `--log` file; panics when there is none.
+    pub fn last_error(&self) -> String {
+        last_error_msg(&self.log)
+            .unwrap_or_else(|| panic!("no error line in --log:\n{}", self.log_text()))
     }
 
     /// `kill --all ID 9`, then waits until the exec'd process `exec_pid` is gone.
@@ -255,9 +452,9 @@ impl Drop for TestEnv {
     }
 }
 
-/// `additionalGids` (or any gid array) at `pointer` of a spec.
-pub fn gids_in(spec: &Value, pointer: &str) -> Vec<u64> {
-    spec.pointer(pointer)
+/// `process.user.additionalGids` of a spec.
+pub fn gids_in(spec: &Value) -> Vec<u64> {
+    spec.pointer("/process/user/additionalGids")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default()
