@@ -20,7 +20,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -162,7 +162,14 @@ impl Node {
                 }
             }
         }
-        let cgroup = format!("/strict-sg-installer-{}", std::process::id());
+        // A tree of its own per node: the tests run in parallel, and a containerd's teardown
+        // (also each restart) kills everything under its cgroup.
+        static NODES: AtomicUsize = AtomicUsize::new(0);
+        let cgroup = format!(
+            "/strict-sg-installer-{}-{}",
+            std::process::id(),
+            NODES.fetch_add(1, Ordering::Relaxed)
+        );
         let containerd: Arc<Mutex<Option<Containerd>>> = Arc::new(Mutex::new(None));
         let sabotage = Arc::new(AtomicBool::new(false));
         let (c2, s2, dir2, cg2) = (

@@ -48,6 +48,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use toml_edit::{DocumentMut, Item, Table, value};
 
+use crate::cgroup_claims::CgroupClaim;
 use crate::process::{Outcome, run_to_end};
 
 /// The CRI plugin's table in a version 2 config (in version 3 it keeps only the gRPC service's
@@ -155,7 +156,9 @@ pub struct ContainerdOptions {
     /// Extra environment for containerd (and so for its shims and the runtimes they run).
     pub env: Vec<(String, String)>,
     /// Cgroup paths (relative to each hierarchy's root, e.g. `/strict-sg-e2e-1234`) removed,
-    /// with everything below them, at teardown.
+    /// with everything below them, at teardown. The trees of two live instances of one process
+    /// may not overlap ([`Containerd::start`] refuses: one's teardown would kill the other's
+    /// containers).
     pub cleanup_cgroups: Vec<String>,
     /// The containerd binary; `containerd` from PATH by default.
     pub binary: PathBuf,
@@ -235,6 +238,8 @@ pub struct Containerd {
     ctr_binary: PathBuf,
     cleanup_cgroups: Vec<String>,
     hidden_mounts: Vec<PathBuf>,
+    /// Held for the instance's life (released when it is dropped, after the teardown).
+    _cleanup_claim: CgroupClaim,
 }
 
 impl Containerd {
@@ -242,6 +247,7 @@ impl Containerd {
     /// version` answers. On failure the error carries the tail of containerd's log, and
     /// everything started so far is cleaned up.
     pub fn start(opts: ContainerdOptions) -> Result<Self> {
+        let cleanup_claim = CgroupClaim::take(&opts.cleanup_cgroups)?;
         let mut builder = tempfile::Builder::new();
         builder.prefix("ctrd-");
         let dir = match &opts.base_dir {
@@ -301,6 +307,7 @@ impl Containerd {
             ctr_binary: opts.ctr_binary,
             cleanup_cgroups: opts.cleanup_cgroups,
             hidden_mounts: opts.hidden_mounts,
+            _cleanup_claim: cleanup_claim,
         };
         if let Err(err) = me.wait_ready(opts.start_timeout) {
             let tail = me.log_tail(30);

@@ -5,6 +5,7 @@
 pub mod apiserver_nodes;
 pub mod binaries;
 pub mod certs;
+pub mod cgroup_claims;
 pub mod containerd;
 pub mod fixtures;
 pub mod kubelet;
