@@ -6,8 +6,10 @@
 //! - where libcontainer's own typed parse (oci-spec) accepts the spec, the stage read the same
 //!   uid, gid and additionalGids (what we decide on is what libcontainer runs);
 //! - the rewritten document parses, equals the original everywhere except
-//!   `process.user.additionalGids` (key order included), and that member is exactly the kept
-//!   gids, as read back both by the stage and by oci-spec.
+//!   `process.user.additionalGids` (key order included; byte for byte outside that member's
+//!   value), and that member is exactly the kept gids, as read back both by the stage and by
+//!   oci-spec; the editor reads every document serde_json reads and refuses only a key that
+//!   appears twice on the path (which oci-spec refuses too).
 
 #![no_main]
 
@@ -52,6 +54,34 @@ fn typed_user(raw: &[u8]) -> Option<(u32, u32, Vec<u32>)> {
     })
 }
 
+/// Outside the common prefix and suffix, both texts hold nothing but what an array of numbers
+/// is written with: every byte beyond the gid list was written as it was read.
+fn only_a_number_list_changed(before: &[u8], after: &[u8]) {
+    let prefix = before.iter().zip(after).take_while(|(a, b)| a == b).count();
+    let room = before.len().min(after.len()) - prefix;
+    let suffix = before
+        .iter()
+        .rev()
+        .zip(after.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let number_list = |text: &[u8]| {
+        text.iter()
+            .all(|b| b"0123456789[], \t\r\n-+.eE".contains(b))
+    };
+    let (old, new) = (
+        &before[prefix..before.len() - suffix],
+        &after[prefix..after.len() - suffix],
+    );
+    assert!(
+        number_list(old) && number_list(new),
+        "the rewrite changed more than the gid list: {:?} became {:?}",
+        String::from_utf8_lossy(old),
+        String::from_utf8_lossy(new)
+    );
+}
+
 fuzz_target!(init: self_check(), |data: &[u8]| {
     let Ok(spec) = BundleSpec::parse(PathBuf::from("/fuzz/bundle/config.json"), data.to_vec())
     else {
@@ -81,10 +111,18 @@ fuzz_target!(init: self_check(), |data: &[u8]| {
     }
 
     // What enforce_on_bundle writes (without the file replacement).
-    let mut json = spec.json.clone();
-    persist::set_additional_gids(&mut json, &USER, &expected.kept)
-        .expect("gids were read from process.user, so it is an object");
-    let out = persist::serialize_like(data, &json).expect("a parsed document serializes");
+    let mut edit = match persist::JsonEdit::parse(data) {
+        Ok(edit) => edit,
+        Err(err) => panic!("serde_json read the document, the editor must too: {err:#}"),
+    };
+    if let Err(err) = edit.set_additional_gids(&USER, &expected.kept) {
+        // The only refusal: a key on the path twice (serde_json reads the last one).
+        assert!(format!("{err:#}").contains("appears twice"), "{err:#}");
+        assert!(typed.is_none(), "oci-spec accepted a duplicated key: {err:#}");
+        return;
+    }
+    let out = edit.into_bytes();
+    only_a_number_list_changed(data, &out);
 
     let before: Value = serde_json::from_slice(data).expect("parsed once already");
     let after: Value = serde_json::from_slice(&out).expect("the rewrite must parse");

@@ -95,7 +95,7 @@ pub fn filter(
         }
         ExecProcess::File(path) => {
             let raw = read_process_file(path)?;
-            let mut json: serde_json::Value = serde_json::from_slice(&raw)
+            let json: serde_json::Value = serde_json::from_slice(&raw)
                 .with_context(|| format!("parsing exec process {}", path.display()))?;
             if !json.is_object() {
                 bail!("exec process {} must be a JSON object", path.display());
@@ -104,18 +104,19 @@ pub fn filter(
                 .with_context(|| format!("exec process {}: user", path.display()))?;
             let decision = decide_for(&user)?;
             let has_user = json.get("user").is_some_and(|u| u.is_object());
-            if has_user {
-                persist::set_additional_gids(&mut json, &["user"], &decision.kept)?;
-            }
             let force_nnp = grant.no_new_privileges
                 && json.get("noNewPrivileges") != Some(&serde_json::Value::Bool(true));
-            if force_nnp {
-                if let Some(process) = json.as_object_mut() {
-                    process.insert("noNewPrivileges".to_owned(), serde_json::Value::Bool(true));
-                }
-            }
             let contents = if has_user || force_nnp {
-                persist::serialize_like(&raw, &json)?
+                let rewriting = || format!("rewriting exec process {}", path.display());
+                let mut edit = persist::JsonEdit::parse(&raw).with_context(rewriting)?;
+                if has_user {
+                    edit.set_additional_gids(&["user"], &decision.kept)
+                        .with_context(rewriting)?;
+                }
+                if force_nnp {
+                    edit.set_no_new_privileges(&[]).with_context(rewriting)?;
+                }
+                edit.into_bytes()
             } else {
                 raw
             };

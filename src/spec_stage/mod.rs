@@ -23,7 +23,7 @@ pub mod resolve;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
 use crate::config::{Config, NoNewPrivilegesPolicy, UngrantedGidsPolicy, UnmanagedPolicy};
@@ -177,16 +177,20 @@ pub fn enforce_on_bundle(
     config: &Config,
     source: &dyn PodGroupsSource,
 ) -> Result<Record> {
-    let mut spec = BundleSpec::load(bundle)?;
+    let spec = BundleSpec::load(bundle)?;
     let eval = evaluate(&spec, container_id, config, source)?;
     if eval.rewrites_spec() {
+        let mut edit = persist::JsonEdit::parse(&spec.raw)
+            .with_context(|| format!("rewriting {}", spec.path.display()))?;
         if let Some(decision) = eval.decision.as_ref().filter(|d| d.drops_any()) {
-            persist::set_additional_gids(&mut spec.json, &["process", "user"], &decision.kept)?;
+            edit.set_additional_gids(&["process", "user"], &decision.kept)
+                .with_context(|| format!("rewriting {}", spec.path.display()))?;
         }
         if eval.set_no_new_privileges {
-            persist::set_no_new_privileges(&mut spec.json)?;
+            edit.set_no_new_privileges(&["process"])
+                .with_context(|| format!("rewriting {}", spec.path.display()))?;
         }
-        persist::replace_file(&spec.path, &persist::serialize_like(&spec.raw, &spec.json)?)?;
+        persist::replace_file(&spec.path, &edit.into_bytes())?;
     }
     audit::audit("create", &eval);
     Ok(eval.record())
