@@ -84,6 +84,34 @@ fn walk(a: &Value, b: &Value, exempt: Option<&[&str]>, at: &mut String) -> Resul
     }
 }
 
+/// Outside the common prefix and suffix, both texts hold nothing but what an array of numbers
+/// is written with: every byte beyond the gid list was written as it was read.
+pub fn only_a_number_list_changed(before: &[u8], after: &[u8]) {
+    let prefix = before.iter().zip(after).take_while(|(a, b)| a == b).count();
+    let room = before.len().min(after.len()) - prefix;
+    let suffix = before
+        .iter()
+        .rev()
+        .zip(after.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let number_list = |text: &[u8]| {
+        text.iter()
+            .all(|b| b"0123456789[], \t\r\n-+.eE".contains(b))
+    };
+    let (old, new) = (
+        &before[prefix..before.len() - suffix],
+        &after[prefix..after.len() - suffix],
+    );
+    assert!(
+        number_list(old) && number_list(new),
+        "the rewrite changed more than the gid list: {:?} became {:?}",
+        String::from_utf8_lossy(old),
+        String::from_utf8_lossy(new)
+    );
+}
+
 /// The value at `path`, if every step is an object that has it.
 pub fn at_path<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, k| v.as_object()?.get(*k))
