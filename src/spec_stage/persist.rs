@@ -25,14 +25,12 @@ pub struct JsonEdit {
 
 impl JsonEdit {
     /// Takes `raw`, which the caller has already read with serde_json (so it is one strict
-    /// JSON document, nested at most 128 deep).
+    /// JSON document, nested at most 128 deep). Each edit parses the current text.
     pub fn parse(raw: &[u8]) -> Result<Self> {
         let text = std::str::from_utf8(raw).context("the document is not UTF-8")?;
-        let edit = Self {
+        Ok(Self {
             text: text.to_owned(),
-        };
-        edit.ast()?;
-        Ok(edit)
+        })
     }
 
     /// Sets `additionalGids` of the object at `object_path` (e.g. `process.user`), adding the
@@ -88,10 +86,14 @@ impl JsonEdit {
                     let quoted = serde_json::to_string(name)?;
                     match object.properties.last() {
                         Some(last) => (empty_range(last.range.end), format!(",{quoted}:{value}")),
-                        None => (
-                            empty_range(object.range.start + 1),
-                            format!("{quoted}:{value}"),
-                        ),
+                        None => {
+                            // Just after the object's `{`.
+                            let inside =
+                                object.range.start.checked_add(1).context(
+                                    "the parser gave a range that is not in the document",
+                                )?;
+                            (empty_range(inside), format!("{quoted}:{value}"))
+                        }
                     }
                 }
             }
@@ -213,6 +215,18 @@ mod tests {
         );
         let err = with_gids(r#"{"process":{"user":5}}"#, &["process", "user"], &[]).unwrap_err();
         assert!(format!("{err:#}").contains("is not an object"), "{err:#}");
+    }
+
+    #[test]
+    fn documents_that_are_not_an_utf8_object_are_refused() {
+        assert!(JsonEdit::parse(b"{\"a\":\"\xff\"}").is_err());
+        let err = with_gids("[1]", &["user"], &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("not a JSON object"), "{err:#}");
+        let err = with_gids("{\"user\":{}", &["user"], &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("parsing the document"),
+            "{err:#}"
+        );
     }
 
     /// serde_json reads the last of two equal keys; editing the first would leave the one that
