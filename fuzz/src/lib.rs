@@ -85,7 +85,8 @@ fn walk(a: &Value, b: &Value, exempt: Option<&[&str]>, at: &mut String) -> Resul
 }
 
 /// Outside the common prefix and suffix, both texts hold nothing but what an array of numbers
-/// is written with: every byte beyond the gid list was written as it was read.
+/// is written with — plus, where the member was missing and is appended, its name once:
+/// every byte beyond the gid list was written as it was read.
 pub fn only_a_number_list_changed(before: &[u8], after: &[u8]) {
     let prefix = before.iter().zip(after).take_while(|(a, b)| a == b).count();
     let room = before.len().min(after.len()) - prefix;
@@ -104,8 +105,13 @@ pub fn only_a_number_list_changed(before: &[u8], after: &[u8]) {
         &before[prefix..before.len() - suffix],
         &after[prefix..after.len() - suffix],
     );
+    let name = b"\"additionalGids\":";
+    let new_without_name: Vec<u8> = match new.windows(name.len()).position(|w| w == name) {
+        Some(at) if old.is_empty() => [&new[..at], &new[at + name.len()..]].concat(),
+        _ => new.to_vec(),
+    };
     assert!(
-        number_list(old) && number_list(new),
+        number_list(old) && number_list(&new_without_name),
         "the rewrite changed more than the gid list: {:?} became {:?}",
         String::from_utf8_lossy(old),
         String::from_utf8_lossy(new)
