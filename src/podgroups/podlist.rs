@@ -16,24 +16,20 @@ use crate::pod::{ContainerGroups, ContainerKind, LookupError, PodGroups, PodRef}
 /// The annotation a PersistentVolume carries its gid in (`pv.beta.kubernetes.io/gid`).
 pub const VOLUME_GID_ANNOTATION: &str = "pv.beta.kubernetes.io/gid";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct PodListView {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub items: Option<Vec<ObjectView>>,
 }
 
 /// A pod, a PersistentVolumeClaim or a PersistentVolume, as far as this runtime reads them.
 #[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
 pub struct ObjectView {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub metadata: MetadataView,
-    #[serde(default)]
     pub spec: Option<SpecView>,
-    #[serde(default)]
     pub status: Option<StatusView>,
 }
 
@@ -41,132 +37,105 @@ pub struct ObjectView {
 pub type PodView = ObjectView;
 
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct MetadataView {
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub uid: Option<String>,
     /// Set on an object that is being deleted (a claim in that state must not be used).
-    #[serde(default)]
     pub deletion_timestamp: Option<IgnoredAny>,
-    #[serde(default)]
     pub owner_references: Option<Vec<OwnerReferenceView>>,
-    #[serde(default)]
     pub annotations: Option<AnnotationsView>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
 pub struct OwnerReferenceView {
-    #[serde(default)]
     pub uid: Option<String>,
-    #[serde(default)]
     pub controller: Option<bool>,
 }
 
 /// The only annotation read (of a PersistentVolume); the others are skipped.
 #[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
 pub struct AnnotationsView {
-    #[serde(default, rename = "pv.beta.kubernetes.io/gid")]
+    #[serde(rename = "pv.beta.kubernetes.io/gid")]
     pub volume_gid: Option<String>,
 }
 
 /// The spec fields read from the three kinds.
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct SpecView {
     // Pod.
-    #[serde(default)]
     pub security_context: Option<PodSecurityContextView>,
-    #[serde(default)]
     pub volumes: Option<Vec<PodVolumeView>>,
-    #[serde(default)]
     pub init_containers: Option<Vec<ContainerView>>,
-    #[serde(default)]
     pub containers: Option<Vec<ContainerView>>,
-    #[serde(default)]
     pub ephemeral_containers: Option<Vec<ContainerView>>,
     // PersistentVolumeClaim.
-    #[serde(default)]
     pub volume_name: Option<String>,
     // PersistentVolume.
-    #[serde(default)]
     pub claim_ref: Option<ClaimRefView>,
 }
 
 /// Kubernetes declares these int64; out-of-range values are rejected, not truncated.
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PodSecurityContextView {
-    #[serde(default)]
     pub supplemental_groups: Option<Vec<i64>>,
-    #[serde(default)]
     pub fs_group: Option<i64>,
-    #[serde(default)]
     pub run_as_group: Option<i64>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ContainerView {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub security_context: Option<ContainerSecurityContextView>,
-    #[serde(default)]
     pub volume_mounts: Option<Vec<VolumeUseView>>,
-    #[serde(default)]
     pub volume_devices: Option<Vec<VolumeUseView>>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ContainerSecurityContextView {
-    #[serde(default)]
     pub run_as_group: Option<i64>,
 }
 
 /// A `volumeMounts` or `volumeDevices` entry: which pod volume a container uses.
 #[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
 pub struct VolumeUseView {
-    #[serde(default)]
     pub name: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PodVolumeView {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub persistent_volume_claim: Option<ClaimSourceView>,
     /// A generic ephemeral volume; only its presence matters (its claim is `<pod>-<volume>`).
-    #[serde(default)]
     pub ephemeral: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ClaimSourceView {
-    #[serde(default)]
     pub claim_name: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
 pub struct ClaimRefView {
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub uid: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
 pub struct StatusView {
-    #[serde(default)]
     pub phase: Option<String>,
 }
 
