@@ -180,15 +180,15 @@ pub fn enforce_on_bundle(
     let spec = BundleSpec::load(bundle)?;
     let eval = evaluate(&spec, container_id, config, source)?;
     if eval.rewrites_spec() {
-        let mut edit = persist::JsonEdit::parse(&spec.raw)
-            .with_context(|| format!("rewriting {}", spec.path.display()))?;
+        let rewriting = || format!("rewriting {}", spec.path.display());
+        let mut edit = persist::JsonEdit::parse(&spec.raw).with_context(rewriting)?;
         if let Some(decision) = eval.decision.as_ref().filter(|d| d.drops_any()) {
             edit.set_additional_gids(&["process", "user"], &decision.kept)
-                .with_context(|| format!("rewriting {}", spec.path.display()))?;
+                .with_context(rewriting)?;
         }
         if eval.set_no_new_privileges {
             edit.set_no_new_privileges(&["process"])
-                .with_context(|| format!("rewriting {}", spec.path.display()))?;
+                .with_context(rewriting)?;
         }
         persist::replace_file(&spec.path, &edit.into_bytes())?;
     }
