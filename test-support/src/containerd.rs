@@ -867,6 +867,20 @@ pub fn unmount_under(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The claim is taken before anything starts: a second instance whose cleanup tree lies
+    /// inside a live one's is refused without running containerd (no binary is needed).
+    #[test]
+    fn an_instance_whose_cleanup_tree_overlaps_a_live_one_does_not_start() {
+        let _live = CgroupClaim::take(&["/containerd-claim-test".to_owned()]).unwrap();
+        let mut opts =
+            ContainerdOptions::new("version = 2\n").cleanup_cgroup("/containerd-claim-test/b");
+        opts.binary = PathBuf::from("/nonexistent/containerd");
+        let err = Containerd::start(opts)
+            .err()
+            .expect("an overlapping tree must be refused");
+        assert!(format!("{err:#}").contains("overlaps"), "{err:#}");
+    }
+
     #[test]
     fn overrides_paths_and_sets_runc_root() {
         let cfg = r#"
